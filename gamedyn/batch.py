@@ -1,0 +1,114 @@
+"""Step one batch of runs together over the run axis, record, and diagnose."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import diagnose
+from .games import GAMES
+from .init import initial_params
+from .optim import OPTIMIZERS
+from .record import Recorder
+from .rules import RULES, Context
+from .study import Run
+
+
+@dataclasses.dataclass
+class BatchResult:
+    """What a batch sends back: one row per run, and the long-format trajectories."""
+
+    batch_id: str
+    runs: pd.DataFrame
+    trajectories: pd.DataFrame
+
+
+def batch_id(runs: list[Run]) -> str:
+    """A batch's stable id: a hash of its runs' ids."""
+    return hashlib.sha1(",".join(r.run_id for r in runs).encode()).hexdigest()[:12]
+
+
+def run_batch(runs: list[Run], thresholds: dict[str, float] | None = None,
+              threads: int | None = None, device: str = "cpu") -> BatchResult:
+    """Build the game, rule and optimizers for ``runs`` (which share structure), step all R runs at
+    once for the study's budget, and return their diagnosed results.
+
+    The Python loop is over steps, never over runs; every tensor has the run axis leading.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    th = {**diagnose.DEFAULTS, **(thresholds or {})}
+    cfg = runs[0].config
+    dtype = getattr(torch, cfg["dtype"])
+    configs = [r.config for r in runs]
+    game = GAMES.get(cfg["game"]["name"]).build([c["game"] for c in configs], dtype, device)
+    rule = RULES.get(cfg["rule"]["name"]).build([c["rule"] for c in configs], dtype, device)
+    optimizers = {
+        p: OPTIMIZERS.get(cfg["optimizer"][p]["name"]).build(
+            [c["optimizer"][p] for c in configs], dtype, device)
+        for p in game.players
+    }
+    params = initial_params(game, [c["init"] for c in configs], [c["seed"] for c in configs])
+    ctx = Context(game, optimizers)
+    recorder = Recorder(game, len(runs), cfg["steps"], cfg["record_every"], th["blowup"])
+
+    start = time.perf_counter()
+    done = 0
+    with torch.no_grad():
+        recorder.record(0, params)
+        state = rule.init(ctx, params)
+        for step in range(1, cfg["steps"] + 1):
+            with torch.enable_grad():
+                params, state = rule.step(ctx, params, state)
+            done = step
+            if recorder.due(step) and not recorder.record(step, params):
+                break
+    wall = time.perf_counter() - start
+    return _collect(runs, recorder, ctx, th, wall, done)
+
+
+def _collect(runs: list[Run], recorder: Recorder, ctx: Context, th: dict[str, float],
+             wall: float, done: int) -> BatchResult:
+    steps, values, n_valid = recorder.arrays()
+    V = recorder.variables
+    ncoord = len(recorder.coord_vars)
+    if "distance" in V:
+        signal = values[:, :, V.index("distance")]
+    else:  # distance to stationarity: the norm of the whole field
+        gn = [V.index(v) for v in V if v.startswith("grad_norm.")]
+        signal = np.sqrt((values[:, :, gn] ** 2).sum(-1))
+    stopped = recorder.stop_reason != None  # noqa: E711  (object array)
+    labels = diagnose.diagnose(steps, signal, values[:, :, :ncoord], n_valid, stopped, th)
+
+    bid = batch_id(runs)
+    stop_step = np.where(stopped, steps[np.minimum(n_valid, len(steps) - 1)], np.nan)
+    rows = pd.DataFrame([{"run_id": r.run_id, **r.columns} for r in runs])
+    for k, v in labels.items():
+        rows[k] = v
+    rows["stopped_step"] = stop_step
+    rows["stop_reason"] = recorder.stop_reason
+    rows["steps_done"] = done
+    rows["grad_evals"] = ctx.counts["grad_evals"]
+    rows["hvps"] = ctx.counts["hvps"]
+    rows["grad_evals_per_step"] = ctx.counts["grad_evals"] / max(done, 1)
+    rows["hvps_per_step"] = ctx.counts["hvps"] / max(done, 1)
+    rows["batch_id"] = bid
+    rows["batch_size"] = len(runs)
+    rows["wall_time"] = wall / len(runs)
+
+    valid = np.arange(len(steps))[None, :] < n_valid[:, None]
+    rr, tt = np.nonzero(valid)
+    n = len(rr)
+    ids = np.array([r.run_id for r in runs])
+    traj = pd.DataFrame({
+        "run_id": pd.Categorical(np.repeat(ids[rr], len(V)), categories=ids),
+        "step": np.repeat(steps[tt], len(V)),
+        "variable": pd.Categorical(np.tile(np.array(V), n), categories=V),
+        "value": values[rr, tt, :].reshape(-1),
+    })
+    return BatchResult(bid, rows, traj)

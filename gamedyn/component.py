@@ -1,0 +1,171 @@
+"""Components with declared, validated parameters, and the registries that name them.
+
+Games, update rules and optimizers are *components*: classes that declare their parameters as
+``params = {name: Param(...)}``. Declaring them once gives the study-file validation (type, range,
+choices, unknown keys), the defaults, the ``gamedyn list`` documentation and the run-axis batching:
+a parameter with ``per_run=True`` (a learning rate, a momentum) may differ between the runs of one
+batch and reaches the component as a tensor of shape ``[R]``; every other parameter is structural and
+runs that differ in it are stepped in different batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+import torch
+
+from .errors import StudyError
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One parameter of a component.
+
+    ``low``/``high`` bound numbers (``low_open`` makes the lower bound strict); ``choices`` lists the
+    accepted strings; ``per_run`` marks a hyperparameter that may vary inside a batch.
+    """
+
+    type: type
+    default: Any
+    doc: str = ""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple[str, ...] | None = None
+    per_run: bool = False
+
+    def accepted(self) -> str:
+        """What this parameter accepts, in words."""
+        if self.choices:
+            return "one of " + ", ".join(map(str, self.choices))
+        text = _TYPE_NAMES[self.type]
+        if self.low is not None:
+            text += f" {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            text += f"{' and' if self.low is not None else ''} <= {self.high:g}"
+        return text
+
+    def validate(self, key: str, value: Any) -> Any:
+        """The value, coerced to the declared type, or a StudyError naming ``key``."""
+        bad = StudyError(key, f"{value!r} is not accepted: expected {self.accepted()}")
+        if self.type is float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise bad
+            value = float(value)
+        elif self.type is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad
+        elif not isinstance(value, self.type):
+            raise bad
+        if self.choices is not None and value not in self.choices:
+            raise bad
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            raise bad
+        if self.high is not None and value > self.high:
+            raise bad
+        return value
+
+
+class Component:
+    """A class configured by declared parameters; instances expose them as attributes.
+
+    Build one with ``Cls.build([config, ...], dtype)`` for a batch of runs: structural parameters
+    come from the first config (they are equal across a batch), ``per_run`` ones are stacked into a
+    tensor of shape ``[R]``.
+    """
+
+    name: ClassVar[str] = ""
+    params: ClassVar[dict[str, Param]] = {}
+
+    def __init__(self, **values: Any) -> None:
+        for key, param in self.params.items():
+            setattr(self, key, values.get(key, param.default))
+
+    @classmethod
+    def resolve(cls, given: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """Validate a mapping of parameter values and fill in defaults (no grid lists here)."""
+        unknown = sorted(set(given) - set(cls.params))
+        if unknown:
+            accepted = ", ".join(cls.params) or "no parameters"
+            raise StudyError(
+                f"{where}.{unknown[0]}",
+                f"unknown parameter of {cls.name!r}; accepted: {accepted}",
+            )
+        out = {}
+        for key, param in cls.params.items():
+            out[key] = param.validate(f"{where}.{key}", given[key]) if key in given else param.default
+        return out
+
+    @classmethod
+    def build(cls, configs: list[Mapping[str, Any]], dtype: torch.dtype, device: str = "cpu"):
+        """An instance for a batch of R runs, ``configs`` holding each run's resolved parameters."""
+        values: dict[str, Any] = {}
+        for key, param in cls.params.items():
+            if param.per_run:
+                values[key] = torch.tensor([c[key] for c in configs], dtype=dtype, device=device)
+            else:
+                values[key] = configs[0][key]
+        obj = cls(**values)
+        obj.setup(dtype, device)
+        return obj
+
+    def setup(self, dtype: torch.dtype, device: str) -> None:
+        """Hook: make the tensors the component needs (a game's matrix, say). Default: none."""
+        self.dtype, self.device = dtype, device
+
+    @classmethod
+    def structural(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters that must agree for runs to share a batch."""
+        return {k: v for k, v in config.items() if k not in cls.params or not cls.params[k].per_run}
+
+    @classmethod
+    def describe(cls) -> str:
+        """Name, first docstring line and parameters, for ``gamedyn list``."""
+        doc = (cls.__doc__ or "").strip().splitlines()
+        lines = [f"  {cls.name}: {doc[0] if doc else ''}"]
+        for key, p in cls.params.items():
+            extra = " (may differ per run)" if p.per_run else ""
+            lines.append(f"      {key} = {p.default!r}  [{p.accepted()}]{extra}  {p.doc}".rstrip())
+        return "\n".join(lines)
+
+
+class Registry:
+    """Names -> component classes, for one kind of component (game, rule, optimizer)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._classes: dict[str, type[Component]] = {}
+
+    def register(self, name: str) -> Callable[[type[Component]], type[Component]]:
+        """Class decorator: ``@RULES.register("extragradient")``."""
+
+        def deco(cls: type[Component]) -> type[Component]:
+            if name in self._classes and self._classes[name] is not cls:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            cls.name = name
+            self._classes[name] = cls
+            return cls
+
+        return deco
+
+    def get(self, name: Any, key: str = "") -> type[Component]:
+        """The class registered under ``name``, or a StudyError listing the accepted names."""
+        if not isinstance(name, str) or name not in self._classes:
+            raise StudyError(
+                key or self.kind,
+                f"unknown {self.kind} {name!r}; accepted: {', '.join(sorted(self._classes))}",
+            )
+        return self._classes[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._classes)
+
+    def __iter__(self) -> Iterable[type[Component]]:
+        return iter(self._classes[n] for n in self.names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._classes

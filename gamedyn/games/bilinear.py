@@ -1,0 +1,47 @@
+"""The bilinear game min_x max_y xᵀAy."""
+
+from __future__ import annotations
+
+import torch
+
+from ..component import Param
+from .base import GAMES, Game, Params, Tensor
+
+
+@GAMES.register("bilinear")
+class Bilinear(Game):
+    """Bilinear zero-sum game min_x max_y xᵀAy, equilibrium at x = y = 0.
+
+    L(x, y) = xᵀAy with x, y ∈ R^dim; ``gen`` owns x and minimises L, ``disc`` owns y and maximises
+    it (loss −L). The field is ξ = (Ay, −Aᵀx); continuous-time play conserves ‖x‖² + ‖y‖² and splits
+    into one 2-D rotation per singular value of A. It is the example of Goodfellow (2014,
+    arXiv 1412.6515, §4) showing that simultaneous gradient steps spiral away from the equilibrium.
+    ``A`` is the identity, or (``random``) a standard Gaussian matrix drawn from ``A_seed``
+    (invertible almost surely, so 0 is the only equilibrium).
+    """
+
+    params = {
+        "dim": Param(int, 1, "dimension of x and of y", low=1),
+        "A": Param(str, "identity", "the coupling matrix", choices=("identity", "random")),
+        "A_seed": Param(int, 0, "seed of A when A is random"),
+    }
+
+    def setup(self, dtype: torch.dtype, device: str) -> None:
+        super().setup(dtype, device)
+        if self.A == "identity":
+            self.matrix = torch.eye(self.dim, dtype=dtype, device=device)
+        else:
+            gen = torch.Generator().manual_seed(self.A_seed)
+            self.matrix = torch.randn(self.dim, self.dim, generator=gen, dtype=torch.float64)
+            self.matrix = self.matrix.to(dtype=dtype, device=device)
+
+    def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
+        return {"gen": {"x": (self.dim,)}, "disc": {"y": (self.dim,)}}
+
+    def losses(self, params: Params) -> dict[str, Tensor]:
+        x, y = params["gen"]["x"], params["disc"]["y"]
+        value = ((x @ self.matrix) * y).sum(-1)
+        return {"gen": value, "disc": -value}
+
+    def equilibrium(self) -> Params:
+        return self.zeros()

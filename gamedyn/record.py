@@ -1,0 +1,102 @@
+"""The recorder: every ``record_every`` steps, what a convergence study looks at, for all runs at once."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .games.base import Game, Params
+from .rules.context import Context
+
+#: A player with at most this many coordinates per run has each one recorded; a larger one, its norms.
+MAX_COORDS = 16
+
+
+def _coord_names(player: str, name: str, shape: tuple[int, ...]) -> list[str]:
+    if not shape:
+        return [f"{player}.{name}"]
+    return [f"{player}.{name}[{','.join(map(str, i))}]" for i in np.ndindex(*shape)]
+
+
+class Recorder:
+    """Records, at step 0, every ``record_every`` steps and the last step, per run:
+
+    - each player's parameters: every coordinate (``gen.theta``, ``gen.x[0]``) for small players,
+      otherwise each parameter tensor's norm (``norm.gen.w``);
+    - ``loss.<player>`` and ``grad_norm.<player>`` (norm of the player's own gradient);
+    - ``distance`` to the equilibrium when the game knows one.
+
+    A run whose recorded values are not all finite, or whose distance exceeds
+    ``blowup`` × max(1, d_0), is *stopped*: its later records are discarded and it is labelled
+    ``diverged`` by :mod:`gamedyn.diagnose`. The others go on unaffected.
+    """
+
+    def __init__(self, game: Game, n_runs: int, steps: int, record_every: int, blowup: float):
+        self.game = game
+        self.ctx = Context(game, {})  # its own counters: recording is not charged to the rule
+        self.eq = game.equilibrium()
+        self.steps = sorted(set(range(0, steps + 1, record_every)) | {steps})
+        self._index = {s: i for i, s in enumerate(self.steps)}
+        shapes = game.shapes()
+        self.coord_vars, self.variables = [], []
+        self._small = {}
+        for player, named in shapes.items():
+            small = sum(math.prod(s) for s in named.values()) <= MAX_COORDS
+            self._small[player] = small
+            for name, shape in named.items():
+                names = _coord_names(player, name, shape) if small else [f"norm.{player}.{name}"]
+                self.coord_vars += names
+        self.variables = self.coord_vars + [f"loss.{p}" for p in shapes] + \
+            [f"grad_norm.{p}" for p in shapes] + (["distance"] if self.eq is not None else [])
+        self.values = torch.full((len(self.steps), n_runs, len(self.variables)), math.nan,
+                                 dtype=game.dtype)
+        self.n_valid = torch.zeros(n_runs, dtype=torch.long)
+        self.alive = torch.ones(n_runs, dtype=torch.bool)
+        self.stop_reason = np.full(n_runs, None, dtype=object)
+        self.blowup = blowup
+        self._scale = None
+
+    def due(self, step: int) -> bool:
+        return step in self._index
+
+    def record(self, step: int, params: Params) -> bool:
+        """Record ``params`` at ``step``; returns whether any run is still alive."""
+        i = self._index[step]
+        R = self.values.shape[1]
+        cols = []
+        for player, named in params.items():
+            for p in named.values():
+                flat = p.detach().reshape(R, -1)
+                cols.append(flat if self._small[player] else flat.norm(dim=1, keepdim=True))
+        with torch.enable_grad():
+            losses = self.game.losses({pl: {k: v.detach() for k, v in named.items()}
+                                       for pl, named in params.items()})
+            grads = self.ctx.grad(params)
+        cols += [losses[p].detach().reshape(R, 1) for p in params]
+        cols += [torch.sqrt(sum((g.reshape(R, -1) ** 2).sum(1) for g in grads[p].values())).reshape(R, 1)
+                 for p in params]
+        if self.eq is not None:
+            sq = sum(((params[pl][k].detach() - self.eq[pl][k]).reshape(R, -1) ** 2).sum(1)
+                     for pl in params for k in params[pl])
+            cols.append(torch.sqrt(sq).reshape(R, 1))
+        row = torch.cat(cols, dim=1)
+        self.values[i] = row
+        finite = torch.isfinite(row).all(1)
+        size = row[:, -1] if self.eq is not None else row[:, : len(self.coord_vars)].abs().amax(1)
+        if self._scale is None:
+            self._scale = torch.clamp(size, min=1.0)
+        blown = size > self.blowup * self._scale
+        bad = self.alive & (~finite | blown)
+        self.stop_reason[bad.numpy()] = np.where(finite[bad].numpy(), "blowup", "nonfinite")
+        self.alive &= ~bad
+        self.n_valid[self.alive] = i + 1
+        return bool(self.alive.any())
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(steps [T], values [R, T, V] with NaN past each run's stop, n_valid [R])."""
+        values = self.values.transpose(0, 1).numpy().astype(float, copy=True)
+        n_valid = self.n_valid.numpy()
+        values[np.arange(values.shape[1])[None, :] >= n_valid[:, None]] = np.nan
+        return np.asarray(self.steps, dtype=np.int64), values, n_valid

@@ -1,0 +1,87 @@
+"""What an update rule may ask for in a step: the game's field at a point, and each player's optimizer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from ..games.base import Game, Params
+from ..optim.base import Optimizer
+
+Tensor = torch.Tensor
+
+
+class Context:
+    """The game, the players' optimizers, and cost counters, handed to a rule's ``init``/``step``.
+
+    ``grad`` evaluates player gradients at any point (the current one, an extrapolated one, a
+    look-ahead), ``hvp`` gives Hessian-vector products of a player's loss, and ``apply`` moves players
+    with their own optimizers. Every evaluation is counted in :attr:`counts` (per run, since all runs
+    of a batch do the same work), so rules can be compared at equal compute.
+
+    With ``create_graph=True`` the returned gradients stay differentiable, so a whole step can be
+    differentiated (for the Jacobian of the update map in the stability analysis, or for unrolling).
+    """
+
+    def __init__(self, game: Game, optimizers: dict[str, Optimizer], create_graph: bool = False):
+        self.game, self.optimizers, self.create_graph = game, optimizers, create_graph
+        self.counts = {"grad_evals": 0, "hvps": 0}
+
+    def _leaves(self, params: Params) -> Params:
+        if self.create_graph:
+            return {pl: {k: v if v.requires_grad else v.detach().requires_grad_()
+                         for k, v in named.items()} for pl, named in params.items()}
+        return {pl: {k: v.detach().requires_grad_() for k, v in named.items()}
+                for pl, named in params.items()}
+
+    def grad(self, params: Params, players: Iterable[str] | None = None) -> Params:
+        """Each listed player's gradient of its own loss w.r.t. its own parameters (default: all).
+
+        One call is one *gradient evaluation* of the field (however many players it covers).
+        """
+        players = tuple(players or self.game.players)
+        leaves = self._leaves(params)
+        losses = self.game.losses(leaves)
+        out: Params = {}
+        for i, player in enumerate(players):
+            names = list(leaves[player])
+            gs = torch.autograd.grad(
+                losses[player].sum(), [leaves[player][k] for k in names],
+                create_graph=self.create_graph,
+                retain_graph=self.create_graph or i < len(players) - 1,
+            )
+            out[player] = dict(zip(names, gs))
+        self.counts["grad_evals"] += 1
+        return out
+
+    def hvp(self, params: Params, loss_player: str, wrt: str, of: str, vector: dict[str, Tensor]
+            ) -> dict[str, Tensor]:
+        """∂/∂(wrt) ⟨∇_(of) loss_(loss_player), vector⟩: a Hessian block of one player's loss times a vector.
+
+        ``of == wrt`` gives a diagonal block, ``of != wrt`` a mixed block (as consensus optimisation,
+        SGA and competitive gradient descent need). Each call counts one Hessian-vector product.
+        """
+        leaves = self._leaves(params)
+        loss = self.game.losses(leaves)[loss_player].sum()
+        g = torch.autograd.grad(loss, list(leaves[of].values()), create_graph=True)
+        dot = sum((gi * vector[k]).sum() for gi, k in zip(g, leaves[of]))
+        names = list(leaves[wrt])
+        hv = torch.autograd.grad(dot, [leaves[wrt][k] for k in names],
+                                 create_graph=self.create_graph, allow_unused=True)
+        self.counts["hvps"] += 1
+        return {k: torch.zeros_like(leaves[wrt][k]) if h is None else h for k, h in zip(names, hv)}
+
+    def init_optimizers(self, params: Params) -> dict[str, Any]:
+        """Each player's fresh optimizer state."""
+        return {pl: self.optimizers[pl].init(params[pl]) for pl in params}
+
+    def apply(self, grads: Params, params: Params, opt_state: dict[str, Any]
+              ) -> tuple[Params, dict[str, Any]]:
+        """Move the players named in ``grads`` with their optimizers; the others stay where they are."""
+        params, opt_state = dict(params), dict(opt_state)
+        for player, g in grads.items():
+            params[player], opt_state[player] = self.optimizers[player].update(
+                g, opt_state[player], params[player])
+        return params, opt_state

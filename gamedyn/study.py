@@ -1,0 +1,385 @@
+"""Study files: validation at the boundary, expansion into runs, and packing into batches.
+
+A study file (YAML) names a game, update rules, optimizers, initial points, seeds and a step
+budget. Any list given for a game, rule or optimizer parameter is a grid axis; a list of games, rules
+or initialisations is a list of alternatives; the study is the product of all axes × seeds. Every
+error names the file, the key path, the bad value and what is accepted (:class:`StudyError`).
+
+Keys::
+
+    name: quickstart                    # required; results go to <out>/<name>
+    description: free text              # optional
+    game: dirac | {name: dirac, loss: [gan, wgan]} | [bilinear, {name: dirac}]      # required
+    rules: [simultaneous, {name: alternating, disc_steps: [1, 5]}]                  # required
+    optimizer: {name: sgd, lr: [0.05, 0.1]}        # both players; or per player:
+    optimizer: {name: sgd, lr: 0.1, disc: {lr: 0.2}}  # shared keys + per-player overrides
+    init: {dist: normal, scale: 1.0}    # or dist: uniform | constant; explicit values per
+    init: {gen: {theta: 1.0}, disc: {psi: 1.0}}      # player parameter; a list = alternatives
+    seeds: 3 | [0, 1, 2]                # number of seeds (0..n-1) or the seeds themselves
+    steps: 500                          # required: steps of the rule (rounds for alternating)
+    record_every: 10                    # record every k steps (and step 0)
+    diagnose: {growth_factor: 1.25}     # thresholds of gamedyn.diagnose
+    dtype: float64                      # or float32
+    max_batch: 4096                     # most runs stepped together in one batch
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import diagnose
+from .component import Component, Registry
+from .errors import StudyError
+from .games import GAMES
+from .optim import OPTIMIZERS
+from .rules import RULES
+
+PLAYERS = ("gen", "disc")
+INIT_DISTS = ("normal", "uniform", "constant")
+KEYS = {
+    "name": "the study's name (letters, digits, - and _)",
+    "description": "free text",
+    "game": "a game name, a mapping with `name` and its parameters, or a list of these",
+    "rules": "a list of rule names or mappings with `name` and parameters",
+    "optimizer": "a mapping: `name` and parameters for both players, `gen:`/`disc:` overrides",
+    "init": "a mapping: `dist`, `scale`, and/or `gen:`/`disc:` explicit values; or a list of these",
+    "seeds": "a number of seeds or a list of integer seeds",
+    "steps": "an integer >= 1",
+    "record_every": "an integer >= 1",
+    "diagnose": "a mapping of thresholds: " + ", ".join(diagnose.DEFAULTS),
+    "dtype": "float64 or float32",
+    "max_batch": "an integer >= 1",
+}
+REQUIRED = ("name", "game", "rules", "optimizer", "steps")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One run: a resolved configuration, its stable id, and its columns for ``runs.parquet``."""
+
+    run_id: str
+    config: dict[str, Any]
+    columns: dict[str, Any]
+
+
+@dataclasses.dataclass
+class Study:
+    """A validated study: the spec as given (``spec``) and the runs it expands to."""
+
+    name: str
+    spec: dict[str, Any]
+    source: str | None
+    runs: list[Run]
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return diagnose.validate_thresholds(self.spec.get("diagnose", {}))
+
+    @property
+    def hash(self) -> str:
+        """Identity of the study's resolved content: its runs and thresholds."""
+        return _hash({"runs": [r.run_id for r in self.runs], "diagnose": self.thresholds})
+
+    def batches(self) -> list[list[Run]]:
+        """Runs that share structure (game, rule, optimizer kinds, budget), in chunks of ``max_batch``."""
+        groups: dict[str, list[Run]] = {}
+        for run in self.runs:
+            groups.setdefault(_batch_key(run.config), []).append(run)
+        size = self.spec.get("max_batch", 4096)
+        return [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
+
+
+def load_study(path: str | Path) -> Study:
+    """Read, validate and expand a study file; every problem is a :class:`StudyError` naming it."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise StudyError("", f"cannot read the study file: {e.strerror}", str(path)) from None
+    try:
+        spec = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise StudyError("", f"not valid YAML{line}: {getattr(e, 'problem', e)}", str(path)) from None
+    try:
+        return make_study(spec, source=str(path))
+    except StudyError as e:
+        raise e.within(source=str(path)) from None
+
+
+def make_study(spec: Any, source: str | None = None) -> Study:
+    """Validate a study given as a mapping (what a YAML file parses to) and expand it."""
+    if not isinstance(spec, dict):
+        raise StudyError("", f"expected a mapping of keys ({', '.join(KEYS)}), got {spec!r}")
+    for key in spec:
+        if key not in KEYS:
+            raise StudyError(str(key), f"unknown key; accepted: {', '.join(KEYS)}")
+    for key in REQUIRED:
+        if key not in spec:
+            raise StudyError(key, f"missing required key: expected {KEYS[key]}")
+    name = spec["name"]
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name) \
+            or name.startswith("."):
+        raise StudyError("name", f"{name!r} is not accepted: expected {KEYS['name']}")
+    steps = _int(spec, "steps", None)
+    record_every = _int(spec, "record_every", 10)
+    max_batch = _int(spec, "max_batch", 4096)
+    dtype = spec.get("dtype", "float64")
+    if dtype not in ("float64", "float32"):
+        raise StudyError("dtype", f"{dtype!r} is not accepted: expected {KEYS['dtype']}")
+    seeds = _seeds(spec.get("seeds", 1))
+    diagnose.validate_thresholds(spec.get("diagnose", {}))
+
+    games = _alternatives(GAMES, spec["game"], "game", allow_single=True)
+    rules = _alternatives(RULES, spec["rules"], "rules", allow_single=False)
+    optimizers = _optimizer_grid(spec["optimizer"])
+    inits = _init_alternatives(spec.get("init", {"dist": "normal", "scale": 1.0}))
+
+    for (gcfg, _), (icfg, _, ikey) in itertools.product(games, inits):
+        _check_init(icfg, gcfg, ikey)
+    runs = []
+    common = {"steps": steps, "record_every": record_every, "dtype": dtype}
+    for (gcfg, gcols), (rcfg, rcols), (ocfg, ocols), (icfg, icols, _), seed in itertools.product(
+            games, rules, optimizers, inits, seeds):
+        config = {"game": gcfg, "rule": rcfg, "optimizer": ocfg, "init": icfg, "seed": seed, **common}
+        columns = {
+            "study": name, "game": gcfg["name"], "rule": rcfg["name"], "seed": seed,
+            "game_label": _label(GAMES, gcfg), "rule_label": _label(RULES, rcfg),
+            **gcols, **rcols, **ocols, **icols, **common,
+        }
+        runs.append(Run(_hash(config), config, columns))
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise StudyError("", "the study lists the same run twice (duplicate alternatives or seeds)")
+    resolved = {**spec, "seeds": seeds, "record_every": record_every, "dtype": dtype,
+                "max_batch": max_batch}
+    return Study(name, resolved, source, runs)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _int(spec: Mapping, key: str, default: int | None) -> int:
+    value = spec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise StudyError(key, f"{value!r} is not accepted: expected {KEYS[key]}")
+    return value
+
+
+def _seeds(value: Any) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return list(range(value))
+    if isinstance(value, list) and value and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value):
+        if len(set(value)) != len(value):
+            raise StudyError("seeds", f"{value!r} is not accepted: seeds repeat")
+        return list(value)
+    raise StudyError("seeds", f"{value!r} is not accepted: expected {KEYS['seeds']} (>= 0)")
+
+
+def _grid(mapping: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The product of the list-valued entries of a mapping (each list a grid axis)."""
+    keys = list(mapping)
+    axes = [v if isinstance(v, list) else [v] for v in mapping.values()]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*axes)]
+
+
+def _component(registry: Registry, spec: Any, key: str) -> tuple[type[Component], dict[str, Any]]:
+    """A component given as a name or a mapping with ``name``: its class and its given parameters."""
+    if isinstance(spec, str):
+        return registry.get(spec, key), {}
+    if isinstance(spec, dict):
+        if "name" not in spec:
+            raise StudyError(key, f"missing `name`: expected a {registry.kind} name, one of "
+                                  f"{', '.join(registry.names())}")
+        cls = registry.get(spec["name"], f"{key}.name")
+        return cls, {k: v for k, v in spec.items() if k != "name"}
+    raise StudyError(key, f"{spec!r} is not accepted: expected a {registry.kind} name or a mapping "
+                          f"with `name` ({', '.join(registry.names())})")
+
+
+def _expand(cls: type[Component], given: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """All resolved parameter sets of one component alternative (lists are grid axes)."""
+    for k, v in given.items():
+        if isinstance(v, list) and not v:
+            raise StudyError(f"{key}.{k}", "an empty list is not accepted: expected values to sweep")
+    return [cls.resolve(point, key) for point in _grid(given)]
+
+
+def _alternatives(registry: Registry, spec: Any, key: str, allow_single: bool
+                  ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each grid point of each alternative: (config with ``name``, its columns)."""
+    if isinstance(spec, list):
+        if not spec:
+            raise StudyError(key, f"an empty list is not accepted: expected at least one "
+                                  f"{registry.kind} ({', '.join(registry.names())})")
+        items = [(s, f"{key}[{i}]") for i, s in enumerate(spec)]
+    elif allow_single:
+        items = [(spec, key)]
+    else:
+        raise StudyError(key, f"{spec!r} is not accepted: expected a list of {registry.kind} names "
+                              f"or mappings ({', '.join(registry.names())})")
+    prefix = key.rstrip("s")  # columns: rule.<param>, game.<param>
+    out = []
+    for item, where in items:
+        cls, given = _component(registry, item, where)
+        for params in _expand(cls, given, where):
+            out.append(({"name": cls.name, **params}, {f"{prefix}.{k}": v for k, v in params.items()}))
+    return out
+
+
+def _optimizer_grid(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Per-player optimizer configs and their columns, from shared keys plus gen:/disc: overrides.
+
+    A parameter appears as ``optimizer.<param>`` when it is shared, and as ``optimizer.gen.<param>`` /
+    ``optimizer.disc.<param>`` when the study overrides it for a player (or the players' optimizers
+    differ): column names follow the study file, not the values.
+    """
+    if not isinstance(spec, dict):
+        raise StudyError("optimizer", f"{spec!r} is not accepted: expected {KEYS['optimizer']}")
+    shared = {k: v for k, v in spec.items() if k not in PLAYERS}
+    overrides = {}
+    for player in PLAYERS:
+        o = spec.get(player, {})
+        if not isinstance(o, dict):
+            raise StudyError(f"optimizer.{player}", f"{o!r} is not accepted: expected a mapping of "
+                                                    f"{player}'s optimizer parameters")
+        overrides[player] = o
+    flat = {f"shared.{k}": v for k, v in shared.items()}
+    flat.update({f"{p}.{k}": v for p, o in overrides.items() for k, v in o.items()})
+    for k, v in flat.items():
+        if isinstance(v, list) and not v:
+            raise StudyError(f"optimizer.{k.removeprefix('shared.')}",
+                             "an empty list is not accepted: expected values to sweep")
+    per_player_keys = {k for o in overrides.values() for k in o}
+    out = []
+    for point in _grid(flat):
+        sh = {k[7:]: v for k, v in point.items() if k.startswith("shared.")}
+        config, where = {}, {}
+        for player in PLAYERS:
+            own = {k[len(player) + 1:]: v for k, v in point.items() if k.startswith(player + ".")}
+            merged = {"name": "sgd", **sh, **own}
+            key = f"optimizer.{player}" if "name" in own else "optimizer"
+            cls = OPTIMIZERS.get(merged["name"], f"{key}.name")
+            given = {k: v for k, v in merged.items() if k != "name"}
+            try:
+                config[player] = {"name": cls.name, **cls.resolve(given, "optimizer")}
+            except StudyError as e:  # locate the bad key where the study gave it
+                param = e.key.split(".")[-1]
+                e.key = f"optimizer.{player}.{param}" if param in own else f"optimizer.{param}"
+                raise StudyError(e.key, e.message) from None
+            where[player] = own
+        split = config["gen"]["name"] != config["disc"]["name"]
+        cols = {}
+        for player in PLAYERS:
+            for k, v in config[player].items():
+                if split or k in per_player_keys:
+                    cols[f"optimizer.{player}.{k}"] = v
+                else:
+                    cols[f"optimizer.{k}"] = v
+        out.append((config, cols))
+    return out
+
+
+def _init_alternatives(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any], str]]:
+    """Each initialisation: (config, columns, key path). ``scale`` lists are grid axes."""
+    items = [(s, f"init[{i}]") for i, s in enumerate(spec)] if isinstance(spec, list) else [(spec, "init")]
+    if not items:
+        raise StudyError("init", f"an empty list is not accepted: expected {KEYS['init']}")
+    out = []
+    for item, key in items:
+        if not isinstance(item, dict):
+            raise StudyError(key, f"{item!r} is not accepted: expected {KEYS['init']}")
+        for k in item:
+            if k not in ("dist", "scale", *PLAYERS):
+                raise StudyError(f"{key}.{k}", "unknown key; accepted: dist, scale, gen, disc")
+        dist = item.get("dist", "normal")
+        if dist not in INIT_DISTS:
+            raise StudyError(f"{key}.dist", f"{dist!r} is not accepted: expected one of "
+                                            f"{', '.join(INIT_DISTS)}")
+        scales = item.get("scale", 1.0)
+        for scale in scales if isinstance(scales, list) else [scales]:
+            if isinstance(scale, bool) or not isinstance(scale, int | float) or scale < 0:
+                raise StudyError(f"{key}.scale", f"{scale!r} is not accepted: expected a number >= 0")
+            values = {}
+            for player in PLAYERS:
+                given = item.get(player, {})
+                if not isinstance(given, dict):
+                    raise StudyError(f"{key}.{player}", f"{given!r} is not accepted: expected a "
+                                                        f"mapping of parameter name to value")
+                for pname, v in given.items():
+                    _check_value(v, f"{key}.{player}.{pname}")
+                values[player] = dict(given)
+            config = {"dist": dist, "scale": float(scale), **values}
+            cols = {"init.dist": dist, "init.scale": float(scale)}
+            cols.update({f"init.{p}.{n}": v if isinstance(v, int | float) else json.dumps(v)
+                         for p in PLAYERS for n, v in values[p].items()})
+            out.append((config, cols, key))
+    return out
+
+
+def _check_value(v: Any, key: str) -> None:
+    flat = v if isinstance(v, list) else [v]
+    while any(isinstance(x, list) for x in flat):
+        flat = [y for x in flat for y in (x if isinstance(x, list) else [x])]
+    if not flat or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in flat):
+        raise StudyError(key, f"{v!r} is not accepted: expected a number or a (nested) list of numbers")
+
+
+def _check_init(init: dict[str, Any], game: dict[str, Any], key: str) -> None:
+    """Explicit initial values must name the game's parameters and fit their shapes."""
+    import numpy as np
+
+    shapes = GAMES.get(game["name"]).build([game], dtype=_float64()).shapes()
+    for player in PLAYERS:
+        for pname, value in init[player].items():
+            if pname not in shapes[player]:
+                raise StudyError(f"{key}.{player}.{pname}",
+                                 f"no parameter {pname!r} for {player} in game {game['name']!r}; "
+                                 f"accepted: {', '.join(shapes[player])}")
+            try:
+                np.broadcast_to(np.asarray(value, dtype=float), shapes[player][pname])
+            except ValueError:
+                raise StudyError(f"{key}.{player}.{pname}",
+                                 f"{value!r} does not fit the shape {shapes[player][pname]} of "
+                                 f"{player}.{pname} in game {game['name']!r}") from None
+
+
+def _float64():
+    import torch
+
+    return torch.float64
+
+
+def _label(registry: Registry, config: dict[str, Any]) -> str:
+    """``name`` plus the parameters that differ from their defaults, e.g. ``alternating(disc_steps=5)``."""
+    cls = registry.get(config["name"])
+    diff = [f"{k}={v}" for k, v in config.items() if k != "name" and v != cls.params[k].default]
+    return f"{config['name']}({', '.join(diff)})" if diff else config["name"]
+
+
+def _batch_key(config: dict[str, Any]) -> str:
+    """Runs with equal keys can be stepped together: per-run hyperparameters, seeds and initial
+    points may differ inside a batch; everything structural must agree."""
+    def strip(registry: Registry, c: dict[str, Any]) -> dict[str, Any]:
+        return registry.get(c["name"]).structural(c)
+
+    key = {
+        "game": strip(GAMES, config["game"]),
+        "rule": strip(RULES, config["rule"]),
+        "optimizer": {p: strip(OPTIMIZERS, c) for p, c in config["optimizer"].items()},
+        **{k: config[k] for k in ("steps", "record_every", "dtype")},
+    }
+    return _hash(key)

@@ -1,0 +1,82 @@
+"""The dynamics labels on synthetic trajectories whose answers are known in closed form."""
+
+import numpy as np
+import pytest
+
+from gamedyn.diagnose import DEFAULTS, diagnose
+
+
+def label(distance, coords, steps=None, stopped=None, **th):
+    distance = np.atleast_2d(distance)
+    coords = coords.reshape(distance.shape + (-1,))
+    R, T = distance.shape
+    steps = np.arange(T) if steps is None else steps
+    stopped = np.zeros(R, bool) if stopped is None else stopped
+    return diagnose(steps, distance, coords, np.full(R, T), stopped, th)
+
+
+def test_geometric_growth_is_diverged_with_its_exact_rate():
+    k = np.arange(1001)
+    d = 2.0 * np.exp(0.003 * k)
+    out = label(d, d)
+    assert out["dynamics"][0] == "diverged"
+    assert out["growth_rate"][0] == pytest.approx(0.003, rel=1e-9)
+
+
+def test_geometric_decay_is_converged():
+    k = np.arange(1001)
+    d = np.exp(-0.002 * k)  # only e^{-1} over the late window: converged by the steady shrink
+    assert label(d, d)["dynamics"][0] == "converged"
+
+
+def test_reaching_the_tolerance_is_converged_even_if_noisy():
+    rng = np.random.default_rng(0)
+    d = np.concatenate([np.linspace(1, 1e-5, 100), 1e-5 * (1 + rng.random(400))])
+    assert label(d, d)["dynamics"][0] == "converged"
+
+
+@pytest.mark.parametrize("period", [7.3, 40.0, 125.0])
+def test_a_sustained_orbit_is_cycling_with_its_period(period):
+    k = np.arange(1001)
+    x = np.cos(2 * np.pi * k / period + 0.3)
+    y = 0.5 * np.sin(2 * np.pi * k / period + 0.3)
+    d = np.hypot(x, y)
+    out = label(d, np.stack([x, y], -1))
+    assert out["dynamics"][0] == "cycling"
+    assert out["period"][0] == pytest.approx(period, rel=0.01)
+    assert out["amplitude"][0] == pytest.approx(1.0, rel=0.01)
+
+
+def test_period_is_in_steps_when_records_are_sparse():
+    steps = np.arange(0, 5000, 10)
+    x = np.cos(2 * np.pi * steps / 333.0)
+    out = label(np.abs(x) + 1, x, steps=steps)
+    assert out["period"][0] == pytest.approx(333.0, rel=0.01)
+
+
+def test_monotone_slow_motion_is_drifting():
+    k = np.arange(1001)
+    d = 1.0 + 1e-4 * k     # grows 5% over the late window: no steady exponential trend, no cycles
+    assert label(d, d)["dynamics"][0] == "drifting"
+
+
+def test_stopped_run_is_diverged():
+    d = np.ones(50)
+    out = label(d, d, stopped=np.array([True]))
+    assert out["dynamics"][0] == "diverged"
+
+
+def test_thresholds_change_the_decision():
+    k = np.arange(1001)
+    d = np.exp(0.0003 * k)   # ×1.16 over the late window
+    assert label(d, d)["dynamics"][0] != "diverged"
+    assert label(d, d, growth_factor=1.1)["dynamics"][0] == "diverged"
+
+
+def test_runs_are_labelled_independently_in_one_call():
+    k = np.arange(801)
+    grow, orbit = np.exp(0.01 * k), np.cos(2 * np.pi * k / 50)
+    d = np.stack([grow, np.abs(orbit) + 1, np.exp(-0.01 * k)])
+    coords = np.stack([grow, orbit, np.exp(-0.01 * k)])[:, :, None]
+    out = diagnose(k, d, coords, np.full(3, len(k)), np.zeros(3, bool), DEFAULTS)
+    assert list(out["dynamics"]) == ["diverged", "cycling", "converged"]

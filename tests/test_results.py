@@ -1,0 +1,106 @@
+"""Results on disk: tidy tables, resume without recomputation, refusing another study's folder, CLI."""
+
+import os
+
+import pandas as pd
+import pytest
+import yaml
+
+import gamedyn
+from gamedyn import StudyError, make_study, run_study
+
+SPEC = {"name": "small", "game": ["bilinear", {"name": "dirac", "loss": ["gan", "wgan"]}],
+        "rules": ["simultaneous", {"name": "alternating", "first": "gen", "disc_steps": [1, 5]}],
+        "optimizer": {"name": "sgd", "lr": [0.1, 0.2]}, "init": {"dist": "constant", "scale": 1.0},
+        "steps": 200, "record_every": 2}
+
+
+def test_tables_are_tidy_and_named_as_the_study(tmp_path):
+    res = run_study(make_study(SPEC), out=tmp_path, progress=False)
+    runs = res.runs
+    assert len(runs) == 3 * 3 * 2
+    for col in ["run_id", "study", "game", "rule", "seed", "optimizer.lr", "optimizer.momentum",
+                "rule.disc_steps", "rule.first", "game.loss", "game.dim", "dynamics",
+                "final_distance", "growth_rate", "period", "wall_time", "grad_evals_per_step"]:
+        assert col in runs, col
+    assert set(runs["dynamics"]) <= {"converged", "cycling", "diverged", "drifting"}
+    traj = res.trajectories
+    assert list(traj.columns) == ["run_id", "step", "variable", "value"]
+    assert set(traj["run_id"].astype(str)) == set(runs["run_id"])
+    assert {"gen.theta", "disc.psi", "distance", "loss.gen", "grad_norm.disc"} <= set(traj["variable"])
+    n_steps = traj[traj["run_id"] == runs["run_id"][0]]["step"].nunique()
+    assert n_steps == 101
+    loaded = gamedyn.load(tmp_path / "small")
+    pd.testing.assert_frame_equal(loaded.runs, runs)
+    assert loaded.study["name"] == "small"
+    counts = loaded.runs.groupby(["game", "rule"])["dynamics"].value_counts()
+    assert counts.sum() == len(runs)
+
+
+def test_rerun_does_not_recompute_finished_batches(tmp_path):
+    study = make_study(SPEC)
+    run_study(study, out=tmp_path, progress=False)
+    parts = sorted((tmp_path / "small" / "parts").iterdir())
+    stamps = {p: p.stat().st_mtime_ns for p in parts}
+    victim = [p for p in parts if p.name.endswith(".runs.parquet")][0]
+    victim.unlink()  # as if the study had been killed before that batch finished
+    again = run_study(study, out=tmp_path, progress=False)
+    assert len(again.runs) == len(study.runs)
+    for p, t in stamps.items():
+        if p != victim and p.name.split(".")[0] != victim.name.split(".")[0]:
+            assert p.stat().st_mtime_ns == t, p
+    assert victim.exists()
+
+
+def test_changed_study_under_the_same_name_is_refused_unless_fresh(tmp_path):
+    run_study(make_study(SPEC), out=tmp_path, progress=False)
+    changed = make_study({**SPEC, "steps": 100})
+    with pytest.raises(StudyError) as e:
+        run_study(changed, out=tmp_path, progress=False)
+    assert "--fresh" in str(e.value) and "different study" in str(e.value)
+    res = run_study(changed, out=tmp_path, fresh=True, progress=False)
+    assert res.trajectories["step"].max() == 100
+
+
+def test_foreign_folder_is_refused(tmp_path):
+    (tmp_path / "small").mkdir()
+    (tmp_path / "small" / "thesis.tex").write_text("precious")
+    with pytest.raises(StudyError):
+        run_study(make_study(SPEC), out=tmp_path, progress=False)
+    assert (tmp_path / "small" / "thesis.tex").read_text() == "precious"
+
+
+def test_load_of_a_non_results_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(StudyError, match="not a gamedyn results folder"):
+        gamedyn.load(tmp_path)
+
+
+def test_cli_runs_a_study_and_draws_its_figure(tmp_path, cli):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    out = cli("run", path, "-j", "2", "--out", tmp_path / "res", "--quiet")
+    assert out.returncode == 0, out.stderr
+    png = tmp_path / "res" / "small" / "figures" / "phase_plane.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    rep = cli("report", tmp_path / "res" / "small")
+    assert rep.returncode == 0 and "alternating(first=gen, disc_steps=5)" in rep.stdout
+
+
+def test_cli_bad_study_exits_nonzero_without_traceback_and_writes_nothing(tmp_path, cli):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, "optimizer": {"name": "sgd", "lr": -0.5}}))
+    out = cli("run", path, "--out", tmp_path / "res")
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "optimizer.lr" in lines[0] and "-0.5" in lines[0]
+    assert not (tmp_path / "res").exists()
+    assert os.listdir(tmp_path) == ["bad.yaml"]
+
+
+def test_cli_list_names_every_component_with_defaults(cli):
+    out = cli("list")
+    assert out.returncode == 0
+    for name in gamedyn.GAMES.names() + gamedyn.RULES.names() + gamedyn.OPTIMIZERS.names():
+        assert f"  {name}:" in out.stdout
+    assert "disc_steps = 1" in out.stdout and "lr = 0.1" in out.stdout

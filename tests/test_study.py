@@ -1,0 +1,101 @@
+"""Study files: validation errors that name file, key, value and what is accepted; expansion."""
+
+import pytest
+import yaml
+
+from gamedyn import StudyError, load_study, make_study
+
+BASE = {"name": "s", "game": "dirac", "rules": ["simultaneous"],
+        "optimizer": {"name": "sgd", "lr": 0.1}, "steps": 10}
+
+
+def error(**changes):
+    spec = {**BASE, **changes}
+    for k in [k for k, v in changes.items() if v is None]:
+        del spec[k]
+    with pytest.raises(StudyError) as e:
+        make_study(spec)
+    return e.value
+
+
+@pytest.mark.parametrize(("changes", "key", "words"), [
+    ({"game": "chess"}, "game", ["'chess'", "bilinear", "dirac"]),
+    ({"rules": ["simultaneous", "telepathy"]}, "rules[1]", ["'telepathy'", "alternating"]),
+    ({"optimizer": {"name": "sgd", "lr": -0.1}}, "optimizer.lr", ["-0.1", "> 0"]),
+    ({"optimizer": {"name": "sgd", "lr": [0.1, -1]}}, "optimizer.lr", ["-1", "> 0"]),
+    ({"optimizer": {"lr": 0.1, "disc": {"lr": 0}}}, "optimizer.disc.lr", ["0", "> 0"]),
+    ({"optimizer": {"name": "adamw"}}, "optimizer.name", ["'adamw'", "sgd"]),
+    ({"steps": "many"}, "steps", ["'many'", "integer"]),
+    ({"steps": None}, "steps", ["missing"]),
+    ({"rules": None}, "rules", ["missing"]),
+    ({"colour": "red"}, "colour", ["unknown key", "rules"]),
+    ({"game": {"name": "dirac", "loss": "hinge"}}, "game.loss", ["'hinge'", "gan, nsgan, wgan"]),
+    ({"game": {"name": "dirac", "los": "gan"}}, "game.los", ["unknown parameter", "loss"]),
+    ({"game": {"loss": "gan"}}, "game", ["missing `name`"]),
+    ({"rules": [{"name": "alternating", "disc_steps": 0}]}, "rules[0].disc_steps", [">= 1"]),
+    ({"rules": [{"name": "alternating", "disc_steps": 2.5}]}, "rules[0].disc_steps", ["integer"]),
+    ({"rules": "simultaneous"}, "rules", ["list"]),
+    ({"seeds": -2}, "seeds", ["-2"]),
+    ({"init": {"gen": {"x": 1.0}}}, "init.gen.x", ["no parameter 'x'", "theta"]),
+    ({"init": {"dist": "cauchy"}}, "init.dist", ["'cauchy'", "normal"]),
+    ({"diagnose": {"growth_factor": 0.5}}, "diagnose.growth_factor", ["0.5", "> 1"]),
+    ({"diagnose": {"patience": 3}}, "diagnose.patience", ["unknown threshold"]),
+    ({"name": "../escape"}, "name", ["'../escape'"]),
+])
+def test_each_error_names_its_key_value_and_what_is_accepted(changes, key, words):
+    e = error(**changes)
+    assert e.key == key
+    text = str(e)
+    assert "\n" not in text
+    for w in words:
+        assert w in text, (w, text)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: s\ngame: [dirac\n")
+    with pytest.raises(StudyError) as e:
+        load_study(bad)
+    assert str(bad) in str(e.value) and "line" in str(e.value)
+    bad.write_text(yaml.safe_dump({**BASE, "steps": 0}))
+    with pytest.raises(StudyError) as e:
+        load_study(bad)
+    assert str(e.value).startswith(f"{bad}: steps: 0 is not accepted")
+
+
+def test_grid_is_the_product_of_axes_and_seeds():
+    study = make_study({**BASE, "game": ["bilinear", {"name": "dirac", "loss": ["gan", "wgan"]}],
+                        "rules": ["simultaneous", {"name": "alternating", "disc_steps": [1, 5]}],
+                        "optimizer": {"name": "sgd", "lr": [0.1, 0.2], "momentum": [0.0, -0.5]},
+                        "seeds": 3})
+    assert len(study.runs) == 3 * 3 * 4 * 3
+    # learning rate, momentum and seed vary inside a batch; game and rule structure do not
+    assert len(study.batches()) == 3 * 3
+    assert all(len(b) == 12 for b in study.batches())
+
+
+def test_columns_follow_the_study_file_paths():
+    shared = make_study({**BASE, "rules": [{"name": "alternating", "disc_steps": 5}]}).runs[0].columns
+    assert shared["optimizer.lr"] == 0.1 and shared["optimizer.momentum"] == 0.0
+    assert shared["rule.disc_steps"] == 5 and shared["game.loss"] == "gan"
+    assert shared["rule_label"] == "alternating(disc_steps=5)"
+    split = make_study({**BASE, "optimizer": {"lr": 0.1, "disc": {"lr": 0.3}}}).runs[0].columns
+    assert split["optimizer.gen.lr"] == 0.1 and split["optimizer.disc.lr"] == 0.3
+    assert "optimizer.lr" not in split and split["optimizer.momentum"] == 0.0
+
+
+def test_run_ids_are_stable_and_distinct():
+    a = make_study({**BASE, "optimizer": {"lr": [0.1, 0.2]}, "seeds": 2})
+    b = make_study({**BASE, "optimizer": {"lr": [0.2, 0.1]}, "seeds": [1, 0], "name": "other"})
+    assert len({r.run_id for r in a.runs}) == 4
+    assert {r.run_id for r in a.runs} == {r.run_id for r in b.runs}
+
+
+def test_duplicate_runs_are_refused():
+    e = error(rules=["simultaneous", "simultaneous"])
+    assert "same run twice" in str(e)
+
+
+def test_max_batch_splits_batches():
+    study = make_study({**BASE, "optimizer": {"lr": [0.1, 0.2, 0.3]}, "seeds": 3, "max_batch": 4})
+    assert sorted(len(b) for b in study.batches()) == [1, 4, 4]
