@@ -1,6 +1,8 @@
-"""Per-player optimizers, registered in :data:`OPTIMIZERS` by name."""
+"""Per-player optimizers: one module each, registered in :data:`OPTIMIZERS` (every module is imported)."""
 
-from . import sgd  # noqa: F401  (registers sgd)
+from ..discover import import_all
 from .base import OPTIMIZERS, Optimizer, per_run
+
+import_all(__name__, __path__)
 
 __all__ = ["OPTIMIZERS", "Optimizer", "per_run"]

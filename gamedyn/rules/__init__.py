@@ -1,7 +1,9 @@
-"""Update rules, one module each, registered in :data:`RULES` by name."""
+"""Update rules: one module each, registered in :data:`RULES` by name (every module here is imported)."""
 
-from . import alternating, simultaneous  # noqa: F401  (registers the rules)
+from ..discover import import_all
 from .base import RULES, Rule, State
 from .context import Context
+
+import_all(__name__, __path__)
 
 __all__ = ["RULES", "Context", "Rule", "State"]

@@ -29,6 +29,18 @@ class Context:
         self.game, self.optimizers, self.create_graph = game, optimizers, create_graph
         self.counts = {"grad_evals": 0, "hvps": 0}
 
+    def with_graph(self) -> Context:
+        """The same context (same counters) with ``create_graph=True``: gradients it returns can be
+        differentiated again (unrolled look-ahead, the Jacobian of a whole step)."""
+        other = Context(self.game, self.optimizers, create_graph=True)
+        other.counts = self.counts
+        return other
+
+    def losses(self, params: Params) -> dict[str, Tensor]:
+        """Each player's loss (shape ``[R]``) as the rule sees it. Rules call this, never
+        ``game.losses`` directly, so that what modifies the losses applies to every rule."""
+        return self.game.losses(params)
+
     def _leaves(self, params: Params) -> Params:
         if self.create_graph:
             return {pl: {k: v if v.requires_grad else v.detach().requires_grad_()
@@ -43,7 +55,7 @@ class Context:
         """
         players = tuple(players or self.game.players)
         leaves = self._leaves(params)
-        losses = self.game.losses(leaves)
+        losses = self.losses(leaves)
         out: Params = {}
         for i, player in enumerate(players):
             names = list(leaves[player])
@@ -64,7 +76,7 @@ class Context:
         SGA and competitive gradient descent need). Each call counts one Hessian-vector product.
         """
         leaves = self._leaves(params)
-        loss = self.game.losses(leaves)[loss_player].sum()
+        loss = self.losses(leaves)[loss_player].sum()
         g = torch.autograd.grad(loss, list(leaves[of].values()), create_graph=True)
         dot = sum((gi * vector[k]).sum() for gi, k in zip(g, leaves[of]))
         names = list(leaves[wrt])
