@@ -85,6 +85,47 @@ class Context:
         self.counts["hvps"] += 1
         return {k: torch.zeros_like(leaves[wrt][k]) if h is None else h for k, h in zip(names, hv)}
 
+    def field_vjp(self, params: Params, vector: Params) -> Params:
+        """Jᵀv, where J = ∂ξ/∂z is the Jacobian of the simultaneous field ξ = (∇_gen L_gen,
+        ∇_disc L_disc) at ``params`` and ``vector`` has the shape of the parameters (for every run at
+        once). E.g. consensus optimisation's ∇(½‖ξ‖²) = Jᵀξ. Counts one Hessian-vector product."""
+        leaves = self._leaves(params)
+        losses = self.losses(leaves)
+        flat = [(pl, k) for pl in leaves for k in leaves[pl]]
+        field = {}
+        for pl in leaves:
+            names = list(leaves[pl])
+            gs = torch.autograd.grad(losses[pl].sum(), [leaves[pl][k] for k in names],
+                                     create_graph=True)
+            field[pl] = dict(zip(names, gs))
+        dot = sum((field[pl][k] * vector[pl][k]).sum() for pl, k in flat)
+        out = torch.autograd.grad(dot, [leaves[pl][k] for pl, k in flat],
+                                  create_graph=self.create_graph, allow_unused=True)
+        self.counts["hvps"] += 1
+        res: Params = {pl: {} for pl in leaves}
+        for (pl, k), g in zip(flat, out):
+            res[pl][k] = torch.zeros_like(leaves[pl][k]) if g is None else g
+        return res
+
+    def field_jvp(self, params: Params, vector: Params) -> Params:
+        """Jv (J = ∂ξ/∂z as in :meth:`field_vjp`), by differentiating u ↦ ⟨Jᵀu, v⟩ in u (the
+        double-backward trick). SGA needs both Jv and Jᵀv. Counts one Hessian-vector product."""
+        u = {pl: {k: torch.zeros_like(v, requires_grad=True) for k, v in named.items()}
+             for pl, named in params.items()}
+        graph = self if self.create_graph else self.with_graph()
+        counts = dict(self.counts)
+        jt_u = graph.field_vjp(params, u)
+        self.counts.update(counts)
+        flat = [(pl, k) for pl in u for k in u[pl]]
+        dot = sum((jt_u[pl][k] * vector[pl][k]).sum() for pl, k in flat)
+        out = torch.autograd.grad(dot, [u[pl][k] for pl, k in flat],
+                                  create_graph=self.create_graph, allow_unused=True)
+        self.counts["hvps"] += 1
+        res: Params = {pl: {} for pl in u}
+        for (pl, k), g in zip(flat, out):
+            res[pl][k] = torch.zeros_like(u[pl][k]) if g is None else g
+        return res
+
     def init_optimizers(self, params: Params) -> dict[str, Any]:
         """Each player's fresh optimizer state."""
         return {pl: self.optimizers[pl].init(params[pl]) for pl in params}
