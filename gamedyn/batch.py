@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import diagnose
+from . import diagnose, plugins
 from .games import GAMES
 from .init import initial_params
 from .optim import OPTIMIZERS
 from .record import Recorder
+from .regularizers import REGULARIZERS
 from .rules import RULES, Context
 from .study import Run
 
@@ -42,6 +43,8 @@ def run_batch(runs: list[Run], thresholds: dict[str, float] | None = None,
     """
     if threads:
         torch.set_num_threads(threads)
+    for spec in runs[0].plugins:  # a worker process imports the study's plugins itself
+        plugins.load(spec)
     th = {**diagnose.DEFAULTS, **(thresholds or {})}
     cfg = runs[0].config
     dtype = getattr(torch, cfg["dtype"])
@@ -53,8 +56,10 @@ def run_batch(runs: list[Run], thresholds: dict[str, float] | None = None,
             [c["optimizer"][p] for c in configs], dtype, device)
         for p in game.players
     }
+    regularizer = REGULARIZERS.get(cfg["regularizer"]["name"]).build(
+        [c["regularizer"] for c in configs], dtype, device)
     params = initial_params(game, [c["init"] for c in configs], [c["seed"] for c in configs])
-    ctx = Context(game, optimizers)
+    ctx = Context(game, optimizers, regularizer=regularizer)
     recorder = Recorder(game, len(runs), cfg["steps"], cfg["record_every"], th["blowup"])
 
     start = time.perf_counter()

@@ -12,10 +12,12 @@ from .errors import StudyError
 def _catalogue() -> str:
     from .games import GAMES
     from .optim import OPTIMIZERS
+    from .regularizers import REGULARIZERS
     from .rules import RULES
 
     parts = []
-    for title, registry in (("games", GAMES), ("rules", RULES), ("optimizers", OPTIMIZERS)):
+    for title, registry in (("games", GAMES), ("rules", RULES), ("optimizers", OPTIMIZERS),
+                            ("regularizers", REGULARIZERS)):
         parts.append(f"{title}:")
         parts += [cls.describe() for cls in registry]
         parts.append("")

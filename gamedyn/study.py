@@ -19,6 +19,8 @@ Keys::
     steps: 500                          # required: steps of the rule (rounds for alternating)
     record_every: 10                    # record every k steps (and step 0)
     diagnose: {growth_factor: 1.25}     # thresholds of gamedyn.diagnose
+    regularizer: [none, {name: r1, gamma: [0.1, 1.0]}]   # one per run; a list = alternatives
+    plugins: [my_rules.py]              # user modules (or module names) registering components
     dtype: float64                      # or float32
     max_batch: 4096                     # most runs stepped together in one batch
 """
@@ -40,6 +42,8 @@ from .component import Component, Registry
 from .errors import StudyError
 from .games import GAMES
 from .optim import OPTIMIZERS
+from .plugins import resolve as resolve_plugins
+from .regularizers import REGULARIZERS
 from .rules import RULES
 
 PLAYERS = ("gen", "disc")
@@ -54,6 +58,8 @@ KEYS = {
     "seeds": "a number of seeds or a list of integer seeds",
     "steps": "an integer >= 1",
     "record_every": "an integer >= 1",
+    "regularizer": "a regularizer name or a mapping with `name` and parameters, or a list of these",
+    "plugins": "a list of module names or Python files (relative to the study file) to import",
     "diagnose": "a mapping of thresholds: " + ", ".join(diagnose.DEFAULTS),
     "dtype": "float64 or float32",
     "max_batch": "an integer >= 1",
@@ -68,6 +74,7 @@ class Run:
     run_id: str
     config: dict[str, Any]
     columns: dict[str, Any]
+    plugins: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -139,24 +146,33 @@ def make_study(spec: Any, source: str | None = None) -> Study:
     seeds = _seeds(spec.get("seeds", 1))
     diagnose.validate_thresholds(spec.get("diagnose", {}))
 
+    plugins = tuple(resolve_plugins(spec["plugins"], Path(source).parent if source else None)
+                    if "plugins" in spec else ())
     games = _alternatives(GAMES, spec["game"], "game", allow_single=True)
+    regularizers = _alternatives(REGULARIZERS, spec.get("regularizer", "none"), "regularizer",
+                                 allow_single=True)
     rules = _alternatives(RULES, spec["rules"], "rules", allow_single=False)
     optimizers = _optimizer_grid(spec["optimizer"])
     inits = _init_alternatives(spec.get("init", {"dist": "normal", "scale": 1.0}))
 
     for (gcfg, _), (icfg, _, ikey) in itertools.product(games, inits):
         _check_init(icfg, gcfg, ikey)
+    for (gcfg, _), (regcfg, _) in itertools.product(games, regularizers):
+        _check_regularizer(regcfg, gcfg)
     runs = []
     common = {"steps": steps, "record_every": record_every, "dtype": dtype}
-    for (gcfg, gcols), (rcfg, rcols), (ocfg, ocols), (icfg, icols, _), seed in itertools.product(
-            games, rules, optimizers, inits, seeds):
-        config = {"game": gcfg, "rule": rcfg, "optimizer": ocfg, "init": icfg, "seed": seed, **common}
+    for (gcfg, gcols), (rcfg, rcols), (regcfg, regcols), (ocfg, ocols), (icfg, icols, _), seed in \
+            itertools.product(games, rules, regularizers, optimizers, inits, seeds):
+        config = {"game": gcfg, "rule": rcfg, "regularizer": regcfg, "optimizer": ocfg,
+                  "init": icfg, "seed": seed, **common}
         columns = {
-            "study": name, "game": gcfg["name"], "rule": rcfg["name"], "seed": seed,
+            "study": name, "game": gcfg["name"], "rule": rcfg["name"],
+            "regularizer": regcfg["name"], "seed": seed,
             "game_label": _label(GAMES, gcfg), "rule_label": _label(RULES, rcfg),
-            **gcols, **rcols, **ocols, **icols, **common,
+            "regularizer_label": _label(REGULARIZERS, regcfg),
+            **gcols, **rcols, **regcols, **ocols, **icols, **common,
         }
-        runs.append(Run(_hash(config), config, columns))
+        runs.append(Run(_hash(config), config, columns, plugins))
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise StudyError("", "the study lists the same run twice (duplicate alternatives or seeds)")
@@ -357,6 +373,18 @@ def _check_init(init: dict[str, Any], game: dict[str, Any], key: str) -> None:
                                  f"{player}.{pname} in game {game['name']!r}") from None
 
 
+def _check_regularizer(reg: dict[str, Any], game: dict[str, Any]) -> None:
+    """A regularizer acting on data samples needs a game that has them."""
+    from .games.base import SampleGame
+
+    cls = REGULARIZERS.get(reg["name"])
+    if cls.needs_samples and not issubclass(GAMES.get(game["name"]), SampleGame):
+        with_samples = [n for n in GAMES.names() if issubclass(GAMES.get(n), SampleGame)]
+        raise StudyError("regularizer", f"{reg['name']!r} acts on data samples, which game "
+                                        f"{game['name']!r} does not have; games with samples: "
+                                        f"{', '.join(with_samples)}")
+
+
 def _float64():
     import torch
 
@@ -379,6 +407,7 @@ def _batch_key(config: dict[str, Any]) -> str:
     key = {
         "game": strip(GAMES, config["game"]),
         "rule": strip(RULES, config["rule"]),
+        "regularizer": strip(REGULARIZERS, config["regularizer"]),
         "optimizer": {p: strip(OPTIMIZERS, c) for p, c in config["optimizer"].items()},
         **{k: config[k] for k in ("steps", "record_every", "dtype")},
     }

@@ -50,3 +50,37 @@ class Game(Component):
                      for name, shape in named.items()}
             for player, named in self.shapes().items()
         }
+
+
+class SampleGame(Game):
+    """A GAN-like game whose losses come from a discriminator evaluated on samples.
+
+    Data-space regularizers (R1/R2 gradient penalties, instance noise, WGAN-GP) need this
+    structure. A subclass gives:
+
+    - ``disc_logit(params, x)``: the discriminator's output D(x) for samples ``x`` [R, n, d] → [R, n];
+    - ``real_samples(R)`` and ``fake_samples(params)``: (samples [R, n, d], weights [R, n]) with
+      weights summing to 1 per run — Monte Carlo samples or quadrature nodes, the fake ones
+      differentiable in the generator's parameters;
+    - ``objective(params, real, fake)``: each player's loss [R] given those samples.
+
+    Then ``losses(params) = objective(params, real_samples(R), fake_samples(params))``, and a
+    regularizer may perturb the samples or penalise ∇_x D at them.
+    """
+
+    def disc_logit(self, params: Params, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def real_samples(self, n_runs: int) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def fake_samples(self, params: Params) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def objective(self, params: Params, real: tuple[Tensor, Tensor],
+                  fake: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def losses(self, params: Params) -> dict[str, Tensor]:
+        n_runs = next(iter(params["gen"].values())).shape[0]
+        return self.objective(params, self.real_samples(n_runs), self.fake_samples(params))

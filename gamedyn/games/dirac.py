@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..component import Param
-from .base import GAMES, Game, Params, Tensor
+from .base import GAMES, Params, SampleGame, Tensor
 
 
 def _f(loss: str, t: Tensor) -> Tensor:
@@ -15,14 +15,15 @@ def _f(loss: str, t: Tensor) -> Tensor:
 
 
 @GAMES.register("dirac")
-class Dirac(Game):
+class Dirac(SampleGame):
     """Dirac-GAN (Mescheder, Geiger & Nowozin 2018, arXiv 1801.04406, §2.1), equilibrium (0, 0).
 
-    Generator p_θ = δ_θ, discriminator D_ψ(x) = ψx, data δ_0, objective
-    L(θ, ψ) = f(ψθ) + f(0). ``disc`` ascends L (loss −L). ``gen`` descends L for ``gan`` and ``wgan``;
-    for ``nsgan`` it minimises the non-saturating loss −f(−ψθ). Hence the fields
-    θ̇ = −ψ f′(ψθ) (gan, wgan), θ̇ = −ψ f′(−ψθ) (nsgan), ψ̇ = θ f′(ψθ), with
-    f(t) = −log(1 + e^{−t}) (gan, nsgan; f′(0) = ½) or f(t) = t (wgan).
+    Generator p_θ = δ_θ, discriminator D_ψ(x) = ψx, data δ_0. The objective (their eq. 1)
+    L(θ, ψ) = E_{p_θ} f(D_ψ(x)) + E_{p_D} f(−D_ψ(x)) = f(ψθ) + f(0). ``disc`` ascends L (loss −L).
+    ``gen`` descends L for ``gan`` and ``wgan``; for ``nsgan`` it minimises the non-saturating loss
+    −E_{p_θ} f(−D_ψ(x)) = −f(−ψθ). Hence the fields θ̇ = −ψ f′(ψθ) (gan, wgan),
+    θ̇ = −ψ f′(−ψθ) (nsgan), ψ̇ = θ f′(ψθ), with f(t) = −log(1 + e^{−t}) (gan, nsgan; f′(0) = ½) or
+    f(t) = t (wgan). The Jacobian of the field at (0, 0) has eigenvalues ±i f′(0): no damping.
     """
 
     params = {
@@ -32,11 +33,22 @@ class Dirac(Game):
     def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
         return {"gen": {"theta": ()}, "disc": {"psi": ()}}
 
-    def losses(self, params: Params) -> dict[str, Tensor]:
-        theta, psi = params["gen"]["theta"], params["disc"]["psi"]
-        t = psi * theta
-        value = _f(self.loss, t) + _f(self.loss, torch.zeros_like(t))
-        gen = -_f(self.loss, -t) if self.loss == "nsgan" else value
+    def disc_logit(self, params: Params, x: Tensor) -> Tensor:
+        return params["disc"]["psi"][:, None] * x[..., 0]
+
+    def real_samples(self, n_runs: int) -> tuple[Tensor, Tensor]:
+        x = torch.zeros(n_runs, 1, 1, dtype=self.dtype, device=self.device)
+        return x, torch.ones(n_runs, 1, dtype=self.dtype, device=self.device)
+
+    def fake_samples(self, params: Params) -> tuple[Tensor, Tensor]:
+        theta = params["gen"]["theta"]
+        return theta[:, None, None], torch.ones_like(theta)[:, None]
+
+    def objective(self, params, real, fake):
+        (xr, wr), (xf, wf) = real, fake
+        d_fake, d_real = self.disc_logit(params, xf), self.disc_logit(params, xr)
+        value = (wf * _f(self.loss, d_fake)).sum(1) + (wr * _f(self.loss, -d_real)).sum(1)
+        gen = -(wf * _f(self.loss, -d_fake)).sum(1) if self.loss == "nsgan" else value
         return {"gen": gen, "disc": -value}
 
     def equilibrium(self) -> Params:

@@ -9,6 +9,7 @@ import torch
 
 from ..games.base import Game, Params
 from ..optim.base import Optimizer
+from ..regularizers.base import Regularizer
 
 Tensor = torch.Tensor
 
@@ -25,21 +26,25 @@ class Context:
     differentiated (for the Jacobian of the update map in the stability analysis, or for unrolling).
     """
 
-    def __init__(self, game: Game, optimizers: dict[str, Optimizer], create_graph: bool = False):
+    def __init__(self, game: Game, optimizers: dict[str, Optimizer], create_graph: bool = False,
+                 regularizer: Regularizer | None = None):
         self.game, self.optimizers, self.create_graph = game, optimizers, create_graph
+        self.regularizer = regularizer
         self.counts = {"grad_evals": 0, "hvps": 0}
 
     def with_graph(self) -> Context:
         """The same context (same counters) with ``create_graph=True``: gradients it returns can be
         differentiated again (unrolled look-ahead, the Jacobian of a whole step)."""
-        other = Context(self.game, self.optimizers, create_graph=True)
+        other = Context(self.game, self.optimizers, create_graph=True, regularizer=self.regularizer)
         other.counts = self.counts
         return other
 
     def losses(self, params: Params) -> dict[str, Tensor]:
         """Each player's loss (shape ``[R]``) as the rule sees it. Rules call this, never
-        ``game.losses`` directly, so that what modifies the losses applies to every rule."""
-        return self.game.losses(params)
+        ``game.losses`` directly, so that the study's regularizer applies to every rule alike."""
+        if self.regularizer is None:
+            return self.game.losses(params)
+        return self.regularizer.losses(self.game, params)
 
     def _leaves(self, params: Params) -> Params:
         if self.create_graph:
@@ -132,9 +137,12 @@ class Context:
 
     def apply(self, grads: Params, params: Params, opt_state: dict[str, Any]
               ) -> tuple[Params, dict[str, Any]]:
-        """Move the players named in ``grads`` with their optimizers; the others stay where they are."""
+        """Move the players named in ``grads`` with their optimizers; the others stay where they are.
+        The regularizer's projection (e.g. weight clipping) follows each move."""
         params, opt_state = dict(params), dict(opt_state)
         for player, g in grads.items():
             params[player], opt_state[player] = self.optimizers[player].update(
                 g, opt_state[player], params[player])
+            if self.regularizer is not None:
+                params[player] = self.regularizer.project(player, params[player])
         return params, opt_state

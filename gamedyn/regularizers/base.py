@@ -1,0 +1,63 @@
+"""The regularizer interface: what may modify the players' losses or constrain their parameters."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from ..component import Component, Registry
+from ..games.base import Game, Params, SampleGame, Tensor
+
+REGULARIZERS = Registry("regularizer")
+
+
+class Regularizer(Component):
+    """Modifies a game for every rule alike (a study's ``regularizer:`` key; one per run).
+
+    ``losses(game, params)`` gives the players' losses as every rule sees them (through
+    :meth:`gamedyn.rules.Context.losses`): by default the game's losses plus :meth:`penalty`.
+    ``project(player, params)`` constrains a player's parameters after each of its moves (through
+    :meth:`gamedyn.rules.Context.apply`), e.g. WGAN weight clipping. Regularizers that act on data
+    samples set ``needs_samples`` and work on :class:`gamedyn.games.base.SampleGame` games.
+    All penalties are per run (shape ``[R]``) and differentiable (they may be differentiated again).
+    """
+
+    needs_samples: ClassVar[bool] = False
+
+    def losses(self, game: Game, params: Params) -> dict[str, Tensor]:
+        base = game.losses(params)
+        extra = self.penalty(game, params)
+        return {p: base[p] + extra[p] if p in extra else base[p] for p in base}
+
+    def penalty(self, game: Game, params: Params) -> dict[str, Tensor]:
+        return {}
+
+    def project(self, player: str, params: dict[str, Tensor]) -> dict[str, Tensor]:
+        return params
+
+
+@REGULARIZERS.register("none")
+class NoRegularizer(Regularizer):
+    """No regularization: the game as it is."""
+
+    params = {}
+
+
+def input_grad_sq(game: SampleGame, params: Params, x: Tensor) -> Tensor:
+    """‖∇_x D(x)‖² for each sample of ``x`` [R, n, d] → [R, n], differentiable in the
+    discriminator's parameters (samples are treated as data: no gradient flows into ``x``'s source)."""
+    x = x.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(game.disc_logit(params, x).sum(), x, create_graph=True)
+    return (g * g).sum(-1)
+
+
+def gauss_hermite(order: int, dim: int, dtype: torch.dtype, device: str) -> tuple[Tensor, Tensor]:
+    """Nodes [m^dim, dim] and weights [m^dim] of E_{ε~N(0, I_dim)} g(ε) ≈ Σ w g(ε) (tensor grid)."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(order)
+    weights = weights / weights.sum()
+    grid = np.stack(np.meshgrid(*[nodes] * dim, indexing="ij"), -1).reshape(-1, dim)
+    w = np.prod(np.stack(np.meshgrid(*[weights] * dim, indexing="ij"), -1).reshape(-1, dim), 1)
+    return (torch.as_tensor(grid, dtype=dtype, device=device),
+            torch.as_tensor(w, dtype=dtype, device=device))
