@@ -14,6 +14,7 @@ from . import diagnose, plugins
 from .games import GAMES
 from .init import initial_params
 from .optim import OPTIMIZERS
+from .random import Streams
 from .record import Recorder
 from .regularizers import REGULARIZERS
 from .rules import RULES, Context
@@ -58,7 +59,9 @@ def run_batch(runs: list[Run], thresholds: dict[str, float] | None = None,
     }
     regularizer = REGULARIZERS.get(cfg["regularizer"]["name"]).build(
         [c["regularizer"] for c in configs], dtype, device)
-    params = initial_params(game, [c["init"] for c in configs], [c["seed"] for c in configs])
+    seeds = [c["seed"] for c in configs]
+    game.rng = Streams(torch.tensor(seeds, dtype=torch.int64), device=device)
+    params = initial_params(game, [c["init"] for c in configs], seeds)
     ctx = Context(game, optimizers, regularizer=regularizer)
     recorder = Recorder(game, len(runs), cfg["steps"], cfg["record_every"], th["blowup"])
 

@@ -26,7 +26,8 @@ class Recorder:
     - each player's parameters: every coordinate (``gen.theta``, ``gen.x[0]``) for small players,
       otherwise each parameter tensor's norm (``norm.gen.w``);
     - ``loss.<player>`` and ``grad_norm.<player>`` (norm of the player's own gradient);
-    - ``distance`` to the equilibrium when the game knows one.
+    - ``distance`` to the equilibrium when the game knows one;
+    - whatever the game's :meth:`~gamedyn.games.base.Game.metrics` returns (fit metrics, …).
 
     A run whose recorded values are not all finite, or whose distance exceeds
     ``blowup`` × max(1, d_0), is *stopped*: its later records are discarded and it is labelled
@@ -36,22 +37,18 @@ class Recorder:
     def __init__(self, game: Game, n_runs: int, steps: int, record_every: int, blowup: float):
         self.game = game
         self.ctx = Context(game, {})  # its own counters: recording is not charged to the rule
+        self.rng = game.rng.fork(1) if game.rng is not None else None  # apart from training noise
         self.eq = game.equilibrium()
         self.steps = sorted(set(range(0, steps + 1, record_every)) | {steps})
         self._index = {s: i for i, s in enumerate(self.steps)}
-        shapes = game.shapes()
-        self.coord_vars, self.variables = [], []
-        self._small = {}
-        for player, named in shapes.items():
-            small = sum(math.prod(s) for s in named.values()) <= MAX_COORDS
-            self._small[player] = small
-            for name, shape in named.items():
-                names = _coord_names(player, name, shape) if small else [f"norm.{player}.{name}"]
-                self.coord_vars += names
-        self.variables = self.coord_vars + [f"loss.{p}" for p in shapes] + \
-            [f"grad_norm.{p}" for p in shapes] + (["distance"] if self.eq is not None else [])
-        self.values = torch.full((len(self.steps), n_runs, len(self.variables)), math.nan,
-                                 dtype=game.dtype)
+        self._small = {p: sum(math.prod(s) for s in named.values()) <= MAX_COORDS
+                       for p, named in game.shapes().items()}
+        self.coord_vars = [
+            n for p, named in game.shapes().items() for name, shape in named.items()
+            for n in (_coord_names(p, name, shape) if self._small[p] else [f"norm.{p}.{name}"])]
+        self.variables: list[str] = []
+        self.values: torch.Tensor | None = None  # [T, R, V], allocated at the first record
+        self.n_runs = n_runs
         self.n_valid = torch.zeros(n_runs, dtype=torch.long)
         self.alive = torch.ones(n_runs, dtype=torch.bool)
         self.stop_reason = np.full(n_runs, None, dtype=object)
@@ -61,30 +58,49 @@ class Recorder:
     def due(self, step: int) -> bool:
         return step in self._index
 
+    def _row(self, params: Params) -> dict[str, torch.Tensor]:
+        """Every recorded variable at ``params``, each [R, k] (k coordinates) or [R]."""
+        R = self.n_runs
+        cols: dict[str, torch.Tensor] = {}
+        for player, named in params.items():
+            for name, p in named.items():
+                flat = p.detach().reshape(R, -1)
+                key = f"{player}.{name}"
+                cols[key] = flat if self._small[player] else flat.norm(dim=1)
+        with torch.enable_grad(), self.game.using(self.rng):
+            detached = {pl: {k: v.detach() for k, v in named.items()} for pl, named in params.items()}
+            losses = self.game.losses(detached)
+            grads = self.ctx.grad(params)
+            metrics = self.game.metrics(detached)
+        for p in params:
+            cols[f"loss.{p}"] = losses[p].detach()
+        for p in params:
+            cols[f"grad_norm.{p}"] = torch.sqrt(sum((g.reshape(R, -1) ** 2).sum(1)
+                                                    for g in grads[p].values()))
+        if self.eq is not None:
+            cols["distance"] = torch.sqrt(sum(
+                ((params[pl][k].detach() - self.eq[pl][k]).reshape(R, -1) ** 2).sum(1)
+                for pl in params for k in params[pl]))
+        for name, value in metrics.items():
+            cols[name] = value.detach()
+        return cols
+
     def record(self, step: int, params: Params) -> bool:
         """Record ``params`` at ``step``; returns whether any run is still alive."""
+        cols = self._row(params)
+        row = torch.cat([c.reshape(self.n_runs, -1).to(self.game.dtype) for c in cols.values()], 1)
+        if self.values is None:
+            n_params = sum(len(named) for named in params.values())  # the first entries of cols
+            self.variables = self.coord_vars + list(cols)[n_params:]
+            self.values = torch.full((len(self.steps), self.n_runs, row.shape[1]), math.nan,
+                                     dtype=self.game.dtype)
         i = self._index[step]
-        R = self.values.shape[1]
-        cols = []
-        for player, named in params.items():
-            for p in named.values():
-                flat = p.detach().reshape(R, -1)
-                cols.append(flat if self._small[player] else flat.norm(dim=1, keepdim=True))
-        with torch.enable_grad():
-            losses = self.game.losses({pl: {k: v.detach() for k, v in named.items()}
-                                       for pl, named in params.items()})
-            grads = self.ctx.grad(params)
-        cols += [losses[p].detach().reshape(R, 1) for p in params]
-        cols += [torch.sqrt(sum((g.reshape(R, -1) ** 2).sum(1) for g in grads[p].values())).reshape(R, 1)
-                 for p in params]
-        if self.eq is not None:
-            sq = sum(((params[pl][k].detach() - self.eq[pl][k]).reshape(R, -1) ** 2).sum(1)
-                     for pl in params for k in params[pl])
-            cols.append(torch.sqrt(sq).reshape(R, 1))
-        row = torch.cat(cols, dim=1)
         self.values[i] = row
         finite = torch.isfinite(row).all(1)
-        size = row[:, -1] if self.eq is not None else row[:, : len(self.coord_vars)].abs().amax(1)
+        if self.eq is not None:
+            size = cols["distance"]
+        else:
+            size = row[:, : len(self.coord_vars)].abs().amax(1)
         if self._scale is None:
             self._scale = torch.clamp(size, min=1.0)
         blown = size > self.blowup * self._scale

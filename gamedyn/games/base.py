@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import ClassVar
 
 import torch
 
 from ..component import Component, Registry
+from ..random import Streams
 
 Tensor = torch.Tensor
 #: player -> parameter name -> tensor of shape ``[R, *shape]`` (R runs on the leading axis).
@@ -30,6 +33,9 @@ class Game(Component):
     """
 
     players: ClassVar[tuple[str, ...]] = ("gen", "disc")
+    #: Per-run random streams (:class:`gamedyn.random.Streams`), bound by the batch before stepping;
+    #: a stochastic game draws its samples from ``self.rng`` so that each run's noise is its own.
+    rng: Streams | None = None
 
     def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
         """Each player's parameters and their per-run shapes (without the run axis)."""
@@ -42,6 +48,21 @@ class Game(Component):
     def equilibrium(self) -> Params | None:
         """The equilibrium (per-run shapes, no run axis), or None when the game does not know one."""
         return None
+
+    def metrics(self, params: Params) -> dict[str, Tensor]:
+        """Extra per-run quantities [R] to record along the trajectory (fit to the data, gradient
+        diagnostics…), named as trajectory variables. Evaluated at record steps only, with gradients
+        enabled, on the recorder's own random stream. Default: none."""
+        return {}
+
+    @contextlib.contextmanager
+    def using(self, rng: Streams | None) -> Iterator[None]:
+        """Temporarily draw from another stream (the recorder's evaluations)."""
+        old, self.rng = self.rng, rng
+        try:
+            yield
+        finally:
+            self.rng = old
 
     def zeros(self) -> Params:
         """All-zero parameters in per-run shapes (a helper for equilibria at the origin)."""
