@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .plot import phase_plane
+from .figures import FIGURES
 from .results import Results
 
 
@@ -17,5 +17,7 @@ def summary(results: Results) -> pd.DataFrame:
 
 
 def write_report(results: Results) -> list[Path]:
-    """Write the study's figures under ``<results>/figures/`` and return their paths."""
-    return [phase_plane(results, results.path / "figures" / "phase_plane.png")]
+    """Draw the figures the study names (``figures:``, default phase_plane) under
+    ``<results>/figures/<name>.png`` and return their paths."""
+    names = results.study.get("figures", ["phase_plane"])
+    return [FIGURES.get(n)(results, results.path / "figures" / f"{n}.png") for n in names]

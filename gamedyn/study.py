@@ -20,6 +20,7 @@ Keys::
     record_every: 10                    # record every k steps (and step 0)
     diagnose: {growth_factor: 1.25}     # thresholds of gamedyn.diagnose
     regularizer: [none, {name: r1, gamma: [0.1, 1.0]}]   # one per run; a list = alternatives
+    figures: [phase_plane]              # figures that `gamedyn run`/`report` draw
     plugins: [my_rules.py]              # user modules (or module names) registering components
     dtype: float64                      # or float32
     max_batch: 4096                     # most runs stepped together in one batch
@@ -60,6 +61,7 @@ KEYS = {
     "record_every": "an integer >= 1",
     "regularizer": "a regularizer name or a mapping with `name` and parameters, or a list of these",
     "plugins": "a list of module names or Python files (relative to the study file) to import",
+    "figures": "a list of figure names drawn after the run (default: [phase_plane])",
     "diagnose": "a mapping of thresholds: " + ", ".join(diagnose.DEFAULTS),
     "dtype": "float64 or float32",
     "max_batch": "an integer >= 1",
@@ -148,6 +150,13 @@ def make_study(spec: Any, source: str | None = None) -> Study:
 
     plugins = tuple(resolve_plugins(spec["plugins"], Path(source).parent if source else None)
                     if "plugins" in spec else ())
+    figures = spec.get("figures", ["phase_plane"])
+    if not isinstance(figures, list):
+        raise StudyError("figures", f"{figures!r} is not accepted: expected {KEYS['figures']}")
+    from .figures import FIGURES
+
+    for i, fig in enumerate(figures):
+        FIGURES.get(fig, f"figures[{i}]")
     games = _alternatives(GAMES, spec["game"], "game", allow_single=True)
     regularizers = _alternatives(REGULARIZERS, spec.get("regularizer", "none"), "regularizer",
                                  allow_single=True)

@@ -41,6 +41,8 @@ def error(**changes):
     ({"diagnose": {"growth_factor": 0.5}}, "diagnose.growth_factor", ["0.5", "> 1"]),
     ({"diagnose": {"patience": 3}}, "diagnose.patience", ["unknown threshold"]),
     ({"name": "../escape"}, "name", ["'../escape'"]),
+    ({"figures": ["pie_chart"]}, "figures[0]", ["'pie_chart'", "phase_plane"]),
+    ({"regularizer": {"name": "dropout"}}, "regularizer.name", ["'dropout'", "r1"]),
 ])
 def test_each_error_names_its_key_value_and_what_is_accepted(changes, key, words):
     e = error(**changes)

@@ -1,17 +1,15 @@
-"""Figures from results DataFrames (seaborn over the tidy tables)."""
+"""The phase-plane figure: each run's (gen, disc) trajectory around the equilibrium."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from .results import Results  # noqa: E402
+from ..results import Results
+from .base import FIGURES
 
 
 def _phase_vars(variables: list[str]) -> tuple[str, str] | None:
@@ -29,6 +27,7 @@ def hue_column(runs) -> str | None:
     return None
 
 
+@FIGURES.register("phase_plane")
 def phase_plane(results: Results, path: str | Path, zoom: float = 4.0) -> Path:
     """Trajectories in the (gen, disc) phase plane: one row per game, one column per rule, coloured
     by learning rate, the equilibrium marked with a star. Each panel shows ``zoom`` × the initial
