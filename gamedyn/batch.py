@@ -92,6 +92,8 @@ def _collect(runs: list[Run], recorder: Recorder, ctx: Context, th: dict[str, fl
         signal = np.sqrt((values[:, :, gn] ** 2).sum(-1))
     stopped = recorder.stop_reason != None  # noqa: E711  (object array)
     labels = diagnose.diagnose(steps, signal, values[:, :, :ncoord], n_valid, stopped, th)
+    labels.update(recorder.game.diagnose_fit(
+        steps, {v: values[:, :, i] for i, v in enumerate(V)}, n_valid))
 
     bid = batch_id(runs)
     stop_step = np.where(stopped, steps[np.minimum(n_valid, len(steps) - 1)], np.nan)

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 from ..component import Component, Registry
@@ -54,6 +55,14 @@ class Game(Component):
         diagnostics…), named as trajectory variables. Evaluated at record steps only, with gradients
         enabled, on the recorder's own random stream. Default: none."""
         return {}
+
+    def diagnose_fit(self, steps: np.ndarray, series: dict[str, np.ndarray], n_valid: np.ndarray
+                     ) -> dict[str, np.ndarray]:
+        """Fit labels and their evidence from the recorded trajectories (``series[name]`` is
+        [R, T], NaN past each run's stop; ``n_valid`` [R] the valid records), as columns [R] of the
+        runs table. Must include ``fit`` ∈ {fit, underfit, mode_collapse, n/a}. Vectorised over runs.
+        Default: ``n/a`` (the game has no data to fit)."""
+        return {"fit": np.full(len(n_valid), "n/a", dtype=object)}
 
     @contextlib.contextmanager
     def using(self, rng: Streams | None) -> Iterator[None]:
