@@ -114,11 +114,11 @@ def _collect(runs: list[Run], recorder: Recorder, ctx: Context, th: dict[str, fl
     valid = np.arange(len(steps))[None, :] < n_valid[:, None]
     rr, tt = np.nonzero(valid)
     n = len(rr)
-    ids = np.array([r.run_id for r in runs])
-    traj = pd.DataFrame({
-        "run_id": pd.Categorical(np.repeat(ids[rr], len(V)), categories=ids),
+    ids = [r.run_id for r in runs]
+    traj = pd.DataFrame({   # categorical columns built from integer codes: no string arrays
+        "run_id": pd.Categorical.from_codes(np.repeat(rr, len(V)), categories=ids),
         "step": np.repeat(steps[tt], len(V)),
-        "variable": pd.Categorical(np.tile(np.array(V), n), categories=V),
+        "variable": pd.Categorical.from_codes(np.tile(np.arange(len(V)), n), categories=V),
         "value": values[rr, tt, :].reshape(-1),
     })
     return BatchResult(bid, rows, traj)

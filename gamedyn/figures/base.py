@@ -33,3 +33,13 @@ class FigureRegistry:
 
 
 FIGURES = FigureRegistry()
+
+
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (imported on first use)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

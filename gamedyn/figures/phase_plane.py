@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
-import seaborn as sns
 
 from ..results import Results
-from .base import FIGURES
+from .base import FIGURES, pyplot
 
 
 def _phase_vars(variables: list[str]) -> tuple[str, str] | None:
@@ -32,6 +30,9 @@ def phase_plane(results: Results, path: str | Path, zoom: float = 4.0) -> Path:
     """Trajectories in the (gen, disc) phase plane: one row per game, one column per rule, coloured
     by learning rate, the equilibrium marked with a star. Each panel shows ``zoom`` × the initial
     distance around the equilibrium (runs that leave it are clipped; their label says diverged)."""
+    import seaborn as sns
+
+    plt = pyplot()
     runs, traj = results.runs, results.trajectories
     games = list(dict.fromkeys(runs["game_label"]))
     rules = list(dict.fromkeys(runs["rule_label"]))
