@@ -19,8 +19,10 @@ class Context:
 
     ``grad`` evaluates player gradients at any point (the current one, an extrapolated one, a
     look-ahead), ``hvp`` gives Hessian-vector products of a player's loss, and ``apply`` moves players
-    with their own optimizers. Every evaluation is counted in :attr:`counts` (per run, since all runs
-    of a batch do the same work), so rules can be compared at equal compute.
+    with their own optimizers. Evaluations enable autograd themselves, so they work inside
+    ``torch.no_grad()`` (as the stepping loop runs) and in a rule's ``init``. Every evaluation is
+    counted in :attr:`counts` (per run, since all runs of a batch do the same work), so rules can
+    be compared at equal compute.
 
     With ``create_graph=True`` the returned gradients stay differentiable, so a whole step can be
     differentiated (for the Jacobian of the update map in the stability analysis, or for unrolling).
@@ -47,12 +49,16 @@ class Context:
         return self.regularizer.losses(self.game, params)
 
     def _leaves(self, params: Params) -> Params:
+        """The point as fresh autograd nodes. With ``create_graph`` they are views of the inputs
+        (so derivatives flow back to them) — never the input tensors themselves: a vector computed
+        from the same tensors would otherwise add (∂v/∂z)ᵀξ to a product like Jᵀv."""
         if self.create_graph:
-            return {pl: {k: v if v.requires_grad else v.detach().requires_grad_()
+            return {pl: {k: v.view_as(v) if v.requires_grad else v.detach().requires_grad_()
                          for k, v in named.items()} for pl, named in params.items()}
         return {pl: {k: v.detach().requires_grad_() for k, v in named.items()}
                 for pl, named in params.items()}
 
+    @torch.enable_grad()
     def grad(self, params: Params, players: Iterable[str] | None = None) -> Params:
         """Each listed player's gradient of its own loss w.r.t. its own parameters (default: all).
 
@@ -73,6 +79,7 @@ class Context:
         self.counts["grad_evals"] += 1
         return out
 
+    @torch.enable_grad()
     def hvp(self, params: Params, loss_player: str, wrt: str, of: str, vector: dict[str, Tensor]
             ) -> dict[str, Tensor]:
         """∂/∂(wrt) ⟨∇_(of) loss_(loss_player), vector⟩: a Hessian block of one player's loss times a vector.
@@ -90,6 +97,7 @@ class Context:
         self.counts["hvps"] += 1
         return {k: torch.zeros_like(leaves[wrt][k]) if h is None else h for k, h in zip(names, hv)}
 
+    @torch.enable_grad()
     def field_vjp(self, params: Params, vector: Params) -> Params:
         """Jᵀv, where J = ∂ξ/∂z is the Jacobian of the simultaneous field ξ = (∇_gen L_gen,
         ∇_disc L_disc) at ``params`` and ``vector`` has the shape of the parameters (for every run at
@@ -112,6 +120,7 @@ class Context:
             res[pl][k] = torch.zeros_like(leaves[pl][k]) if g is None else g
         return res
 
+    @torch.enable_grad()
     def field_jvp(self, params: Params, vector: Params) -> Params:
         """Jv (J = ∂ξ/∂z as in :meth:`field_vjp`), by differentiating u ↦ ⟨Jᵀu, v⟩ in u (the
         double-backward trick). SGA needs both Jv and Jᵀv. Counts one Hessian-vector product."""
