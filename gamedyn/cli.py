@@ -1,12 +1,19 @@
-"""The ``gamedyn`` command: ``run``, ``list``, ``report``."""
+"""The ``gamedyn`` command: ``run``, ``list``, ``report``.
+
+Exit status: 0 done; 1 some runs failed (their tracebacks are in ``failures.parquet``; running
+again retries them); 2 bad input or a refused folder (one line naming what and what to do);
+130 interrupted (finished batches are kept).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from .errors import StudyError
+from .results import AllRunsFailed, Results
 
 
 def _catalogue() -> str:
@@ -26,33 +33,56 @@ def _catalogue() -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from .orchestrate import run_study
-    from .report import summary, write_report
+    from .report import write_report
+    from .results import failures_note
     from .study import load_study
 
     if args.jobs == 0 or args.jobs < -1:
         raise StudyError("--jobs", f"{args.jobs} is not accepted: expected a number of workers >= 1,"
                                    f" or -1 for one per core")
-    study = load_study(args.study)
+    if args.scheduler and args.backend != "dask":
+        raise StudyError("--scheduler", "is for the dask backend: add --backend dask")
     start = time.perf_counter()
+    study = load_study(args.study)
     results = run_study(study, out=args.out, jobs=args.jobs, fresh=args.fresh,
-                        progress=not args.quiet)
+                        progress=not args.quiet, backend=args.backend, scheduler=args.scheduler)
     figures = [] if args.no_figures else write_report(results)
     if not args.quiet:
-        print(summary(results).to_string())
-        print(f"{len(results.runs)} runs in {time.perf_counter() - start:.1f} s -> {results.path}")
-        for f in figures:
-            print(f"figure: {f}")
+        _summary(results, figures, time.perf_counter() - start)
+    if len(results.failures):
+        print(f"gamedyn: error: {failures_note(results.path, results.failures, len(results.runs))}",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _summary(results: Results, figures: list[Path], elapsed: float) -> None:
+    """Outcomes per game and rule, counts, time, and where the results are."""
+    from .report import summary
+
+    info = results.info
+    print(summary(results).to_string())
+    n_failed = len(results.failures)
+    print(f"{info.get('runs', len(results.runs))} runs: {info.get('computed', 0)} computed, "
+          f"{info.get('on_disk', 0)} already on disk, {n_failed} failed; {elapsed:.1f} s"
+          + (f" ({info['backend']})" if info.get("backend", "loky") != "loky" else ""))
+    print(f"results: {results.path} (runs.parquet, trajectories.parquet"
+          + (", failures.parquet" if n_failed else "") + f"; gamedyn.load('{results.path}'))")
+    for f in figures:
+        print(f"figure: {f}")
 
 
 def _report(args: argparse.Namespace) -> int:
     from .report import summary, write_report
-    from .results import load
+    from .results import failures_note, load
 
-    results = load(args.results)
+    results = load(args.results, warn=False)
     print(summary(results).to_string())
     for f in write_report(results):
         print(f"figure: {f}")
+    if len(results.failures):
+        print(f"gamedyn: note: {failures_note(results.path, results.failures, len(results.runs))}",
+              file=sys.stderr)
     return 0
 
 
@@ -67,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--fresh", action="store_true",
                      help="replace existing results of a changed study of the same name")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    run.add_argument("--backend", choices=("loky", "dask"), default="loky",
+                     help="where batches run: loky (local processes, -j) or dask (a Dask "
+                          "distributed cluster, --scheduler)")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="the Dask scheduler, e.g. tcp://HOST:8786 (with --backend dask)")
     run.add_argument("--no-figures", action="store_true", help="do not draw the figures")
     run.set_defaults(func=_run)
     ls = sub.add_parser("list", help="the games, rules and optimizers, with parameters and defaults")
@@ -77,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except AllRunsFailed as e:
+        print(f"gamedyn: error: {e}", file=sys.stderr)
+        return 1
     except StudyError as e:
         print(f"gamedyn: error: {e}", file=sys.stderr)
         return 2

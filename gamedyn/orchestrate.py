@@ -1,42 +1,263 @@
 """Run a study: pack runs into batches, execute them with joblib, write each batch atomically.
 
-A batch whose part files exist is not recomputed, so an interrupted study resumes where it stopped
-(``gamedyn run`` again). Results do not depend on the number of workers: each run's trajectory is a
+Never lose work:
+
+- a finished batch is written atomically (temporary file, then rename) as a pair of part files by
+  the process that runs the study, so a study killed at any point (Ctrl-C, ``kill -9``, a crash, a
+  power loss) resumes where it stopped on ``gamedyn run`` again: batches whose parts exist are not
+  recomputed, temporary files of the killed run are ignored and removed, and the final tables equal
+  those of an uninterrupted run;
+- one process at a time works in a results folder (an OS lock, released by the OS when the process
+  dies): a second one is refused with a StudyError naming the first;
+- a batch that raises does not stop the others: its runs go to ``failures.parquet`` with the
+  traceback, the successful runs are assembled, and a rerun retries only the failed batches.
+
+Results do not depend on the number of workers nor on the backend: each run's trajectory is a
 function of its own configuration and seed only.
+
+Backends: ``loky`` (joblib's process pool on this machine, ``jobs`` workers) and ``dask`` (a Dask
+distributed cluster through joblib's Dask backend). With Dask, each task carries a batch's run
+configurations (and the source of the study's plugin files) and returns its compact
+:class:`~gamedyn.batch.BatchResult`; this process writes the part files, so the workers need no
+filesystem shared with it, only gamedyn (and the packages it needs) installed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import sys
+import time
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from joblib import Parallel, delayed
+import pandas as pd
+from joblib import Parallel, delayed, parallel_config
+from joblib.externals.loky.process_executor import BrokenProcessPool
 from tqdm import tqdm
 
-from .batch import batch_id, run_batch
-from .results import Results, ResultsFolder, load
-from .study import Study
+from . import plugins
+from .batch import BatchResult, batch_id, run_batch
+from .errors import StudyError
+from .results import FAILURE_COLUMNS, Results, ResultsFolder, load
+from .study import Run, Study
+
+BACKENDS = ("loky", "dask")
+CONNECT_TIMEOUT = 20.0  # seconds to reach a Dask scheduler, and to wait for its first worker
+PROGRESS_INTERVAL = 30.0  # seconds between progress lines when stderr is not a terminal
+
+
+@dataclasses.dataclass
+class BatchFailure:
+    """What a batch that raised sends back instead of its results."""
+
+    batch_id: str
+    run_ids: list[str]
+    error: str
+    message: str
+    traceback: str
+
+
+def execute(runs: list[Run], thresholds: dict[str, float], threads: int | None,
+            plugin_sources: dict[str, str] | None = None) -> BatchResult | BatchFailure:
+    """Run one batch in a worker; an exception becomes a :class:`BatchFailure` (with its traceback)
+    so that it does not stop the other batches."""
+    try:
+        if plugin_sources:
+            provide_plugins(plugin_sources)
+        return run_batch(runs, thresholds, threads)
+    except Exception as e:
+        return BatchFailure(batch_id(runs), [r.run_id for r in runs], type(e).__name__, str(e),
+                            traceback.format_exc())
+
+
+def provide_plugins(sources: dict[str, str]) -> None:
+    """Import plugin files from their source text, so that a worker without the study's filesystem
+    (a Dask worker on another machine) has them; ``run_batch`` then finds them already imported."""
+    for spec, text in sources.items():
+        plugins.load(spec, text)
 
 
 def run_study(study: Study, out: str | Path = "results", jobs: int = 1, fresh: bool = False,
-              progress: bool = True) -> Results:
+              progress: bool = True, *, backend: str = "loky", scheduler: Any = None) -> Results:
     """Execute every batch of ``study`` not already on disk under ``out/<name>`` and assemble the
-    results; returns them as :class:`Results`."""
+    results; returns them as :class:`Results`, whose ``.failures`` lists the runs whose batch raised.
+
+    ``backend="dask"`` runs the batches on a Dask distributed cluster: ``scheduler`` is its address
+    (``tcp://HOST:PORT``) or a ``distributed.Client``; ``jobs`` is then ignored (the cluster's
+    threads set the parallelism). Raises :class:`StudyError` for a folder in use or holding another
+    study, an unreachable cluster, or a study of which every run failed.
+    """
+    if backend not in BACKENDS:
+        raise StudyError("--backend", f"{backend!r} is not accepted: expected one of "
+                                      f"{', '.join(BACKENDS)}")
+    start = time.perf_counter()
     folder = ResultsFolder(out, study.name)
     source = Path(study.source).read_text() if study.source else None
-    folder.claim(study.hash, study.spec, source, fresh)
-    batches = study.batches()
-    ids = [batch_id(b) for b in batches]
-    todo = [b for b, i in zip(batches, ids) if not folder.has(i)]
-    thresholds = study.thresholds
-    threads = 1 if jobs != 1 else None
-    bar = tqdm(total=len(study.runs), initial=len(study.runs) - sum(map(len, todo)), unit="run",
-               desc=study.name, disable=not progress, file=sys.stderr, mininterval=0.5)
-    with bar:
-        if todo:
-            tasks = (delayed(run_batch)(b, thresholds, threads) for b in todo)
-            for result in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
+    with folder.locked():
+        folder.claim(study.hash, study.spec, source, fresh)
+        batches = study.batches()
+        ids = [batch_id(b) for b in batches]
+        todo = [b for b, i in zip(batches, ids) if not folder.has(i)]
+        n_todo = sum(map(len, todo))
+        with _progress(study, len(study.runs) - n_todo, progress) as bar:
+            failed = _execute_all(study, todo, folder, bar, progress, backend, scheduler, jobs)
+        bad = {f.batch_id for f in failed}
+        folder.write_failures(_failures_table(study, failed))
+        folder.assemble([i for i in ids if i not in bad], [r.run_id for r in study.runs])
+        results = load(folder.path, warn=False)
+    results.info.update(runs=len(study.runs), computed=n_todo - len(results.failures),
+                        on_disk=len(study.runs) - n_todo, failed=len(results.failures),
+                        batches=len(batches), backend=backend,
+                        elapsed=time.perf_counter() - start)
+    return results
+
+
+def _execute_all(study: Study, todo: list[list[Run]], folder: ResultsFolder, bar: tqdm,
+                 progress: bool, backend: str, scheduler: Any, jobs: int) -> list[BatchFailure]:
+    """Run the batches on the backend, writing each finished one as it arrives; returns the
+    failures."""
+    failed: list[BatchFailure] = []
+    if not todo:
+        return failed
+    with _backend(backend, scheduler, jobs, study.runs[0].plugins) as plan:
+        tasks = (delayed(execute)(b, study.thresholds, plan.threads, plan.sources) for b in todo)
+        results = iter(Parallel(n_jobs=plan.n_jobs, return_as="generator_unordered")(tasks))
+        while True:
+            try:
+                result = next(results)
+            except StopIteration:
+                break
+            except plan.lost as e:
+                raise StudyError("", (
+                    f"{plan.what} ({type(e).__name__}: {_first_line(str(e))}); finished batches "
+                    f"are saved in {folder.path}: run again to resume{plan.hint}")) from None
+            if isinstance(result, BatchResult):
                 folder.write_part(result.batch_id, result.runs, result.trajectories)
                 bar.update(len(result.runs))
-    folder.assemble(ids, [r.run_id for r in study.runs])
-    return load(folder.path)
+                continue
+            failed.append(result)
+            bar.set_postfix_str(f"{sum(len(f.run_ids) for f in failed)} failed", refresh=False)
+            if progress:
+                bar.write(f"batch {result.batch_id} ({len(result.run_ids)} runs) failed: "
+                          f"{result.error}: {_first_line(result.message)}", file=sys.stderr)
+            bar.update(len(result.run_ids))
+    return failed
+
+
+def _first_line(text: str, width: int = 200) -> str:
+    lines = text.strip().splitlines()
+    line = lines[0] if lines else ""
+    return line if len(line) <= width else line[:width - 1] + "…"
+
+
+def _failures_table(study: Study, failed: list[BatchFailure]) -> pd.DataFrame:
+    """One row per failed run, in study order."""
+    by_id = {r.run_id: r for r in study.runs}
+    rows = [{"run_id": rid, "batch_id": f.batch_id,
+             "game_label": by_id[rid].columns.get("game_label"),
+             "rule_label": by_id[rid].columns.get("rule_label"),
+             "error": f.error, "message": f.message, "traceback": f.traceback}
+            for f in failed for rid in f.run_ids]
+    rank = {r.run_id: i for i, r in enumerate(study.runs)}
+    rows.sort(key=lambda row: rank[row["run_id"]])
+    return pd.DataFrame(rows, columns=FAILURE_COLUMNS)
+
+
+class _Lines(io.TextIOBase):
+    """A stream for tqdm when stderr is not a terminal (CI logs, files): each status becomes one
+    plain line, with no carriage returns or padding."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, s: str) -> int:
+        text = s.replace("\r", "").rstrip()
+        if text:
+            self.stream.write(text + "\n")
+        return len(s)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _progress(study: Study, done: int, enabled: bool) -> tqdm:
+    """A bar over runs with rate and ETA; on a non-terminal, a line every PROGRESS_INTERVAL s."""
+    tty = sys.stderr.isatty() if hasattr(sys.stderr, "isatty") else False
+    options: dict[str, Any] = {} if tty else {
+        "file": _Lines(sys.stderr), "mininterval": PROGRESS_INTERVAL,
+        "maxinterval": PROGRESS_INTERVAL, "ascii": True, "ncols": 100}
+    return tqdm(total=len(study.runs), initial=done, unit="run", desc=study.name,
+                disable=not enabled, **{"file": sys.stderr, "mininterval": 0.5, **options})
+
+
+@dataclasses.dataclass
+class _Plan:
+    """How a backend runs batches: joblib's n_jobs, torch threads per batch, plugin sources to ship
+    with each task, and the errors that mean the workers were lost (said as ``what``/``hint``)."""
+
+    n_jobs: int
+    threads: int | None
+    sources: dict[str, str] | None
+    lost: tuple[type[BaseException], ...]
+    what: str
+    hint: str = ""
+
+
+@contextlib.contextmanager
+def _backend(backend: str, scheduler: Any, jobs: int, plugins: tuple[str, ...]) -> Iterator[_Plan]:
+    """The joblib configuration of a backend. Dask workers may not see this machine's files, so the
+    study's plugin files travel with the tasks (plugins named as modules must be installed there)."""
+    if backend == "loky":
+        yield _Plan(jobs, 1 if jobs != 1 else None, None, (BrokenProcessPool,),
+                    "a worker process died",
+                    " (with fewer --jobs or a smaller max_batch if memory ran out)")
+        return
+    sources = {spec: Path(spec).read_text() for spec in plugins if spec.endswith(".py")}
+    with _dask_client(scheduler) as client, parallel_config(backend="dask", client=client):
+        from distributed import KilledWorker
+
+        yield _Plan(-1, 1, sources or None, (KilledWorker, OSError),
+                    f"lost the Dask cluster at {client.scheduler.address}")
+
+
+@contextlib.contextmanager
+def _dask_client(scheduler: Any) -> Iterator[Any]:
+    """A connected ``distributed.Client`` with at least one worker, or a StudyError saying why not."""
+    try:
+        import distributed
+    except ImportError:
+        raise StudyError("--backend", "dask needs the `distributed` package, which is not "
+                                      "installed: pip install 'gamedyn[dask]' (or "
+                                      "pip install 'dask[distributed]')") from None
+    if isinstance(scheduler, distributed.Client):
+        _wait_for_workers(scheduler, scheduler.scheduler.address)
+        yield scheduler
+        return
+    if not scheduler:
+        raise StudyError("--scheduler", "--backend dask needs the address of a Dask scheduler, "
+                                        "e.g. --scheduler tcp://HOST:8786")
+    try:
+        client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise StudyError("--scheduler", (
+            f"cannot reach the Dask scheduler at {scheduler} ({type(e).__name__}: "
+            f"{_first_line(str(e))}); start one with `dask scheduler` and workers with "
+            f"`dask worker {scheduler}`, or check the address")) from None
+    try:
+        _wait_for_workers(client, scheduler)
+        yield client
+    finally:
+        client.close()
+
+
+def _wait_for_workers(client: Any, address: str) -> None:
+    try:
+        client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+    except TimeoutError:
+        raise StudyError("--scheduler", (
+            f"the Dask scheduler at {address} has no workers (waited {CONNECT_TIMEOUT:g} s); "
+            f"start some with `dask worker {address}`")) from None

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.util
 import sys
 import traceback
+import types
 from pathlib import Path
 
 from .errors import StudyError
@@ -36,19 +36,21 @@ def resolve(specs: object, base: Path | None) -> list[str]:
     return out
 
 
-def load(spec: str) -> None:
-    """Import a plugin (once per process): a module name, or an absolute path to a Python file."""
+def load(spec: str, source: str | None = None) -> None:
+    """Import a plugin (once per process): a module name, or an absolute path to a Python file —
+    whose text may be given as ``source`` (a Dask worker without the study's filesystem)."""
     if not spec.endswith(".py"):
         importlib.import_module(spec)
         return
     name = "gamedyn_plugin_" + hashlib.sha1(spec.encode()).hexdigest()[:12]
     if name in sys.modules:
         return
-    module_spec = importlib.util.spec_from_file_location(name, spec)
-    module = importlib.util.module_from_spec(module_spec)
+    module = types.ModuleType(name)
+    module.__file__ = spec
     sys.modules[name] = module
     try:
-        module_spec.loader.exec_module(module)
+        text = Path(spec).read_text() if source is None else source
+        exec(compile(text, spec, "exec"), module.__dict__)
     except BaseException:
         del sys.modules[name]
         raise

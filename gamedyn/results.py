@@ -1,11 +1,16 @@
-"""The results folder: atomic part files per batch, assembled tables, and ``gamedyn.load``."""
+"""The results folder: atomic part files per batch, a lock, the failures table, assembled tables,
+and ``gamedyn.load``."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
+import socket
 import tempfile
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +19,41 @@ import yaml
 
 from .errors import StudyError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover  (not POSIX: no lock)
+    fcntl = None
+
 STUDY_FILE = "study.yaml"
+LOCK_FILE = ".lock"
+FAILURES_FILE = "failures.parquet"
+TMP_SUFFIX = ".tmp"
+FAILURE_COLUMNS = ["run_id", "batch_id", "game_label", "rule_label", "error", "message", "traceback"]
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place."""
+class RunsFailedWarning(UserWarning):
+    """Some runs of a study failed; their tracebacks are in ``failures.parquet`` (``.failures``)."""
+
+
+class AllRunsFailed(StudyError):
+    """Every run of a study failed: there are no results to load, only ``failures.parquet``."""
+
+
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, flush it to disk, then rename it
+    into place: ``path`` is either absent or complete, whenever the process dies. A temporary file
+    left by a killed process (``.<name>.<random>.tmp``) is never read, and is removed by the next
+    run of the study (:meth:`ResultsFolder.clean_temporaries`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
+        with open(tmp, "rb") as f:  # durable before it is visible: a power loss leaves no empty part
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -35,37 +62,93 @@ def atomic_write(path: Path, write) -> None:
 
 class ResultsFolder:
     """``<out>/<study name>/``: ``study.yaml``, ``parts/``, ``runs.parquet``, ``trajectories.parquet``,
-    ``figures/``. It belongs to one study (by the resolved study's hash): a folder holding another
-    study is refused rather than mixed or overwritten, unless ``fresh`` asks to replace it."""
+    ``failures.parquet`` (only while some runs failed), ``figures/`` and ``.lock``. It belongs to one
+    study (by the resolved study's hash): a folder holding another study is refused rather than mixed
+    or overwritten, unless ``fresh`` asks to replace it. One process at a time works in it
+    (:meth:`locked`)."""
 
     def __init__(self, root: str | Path, name: str) -> None:
         self.path = Path(root) / name
         self.parts = self.path / "parts"
 
+    def _refuse_foreign(self) -> None:
+        if self.path.exists() and not (self.path / STUDY_FILE).exists() and any(
+                p.name != LOCK_FILE for p in self.path.iterdir()):
+            raise StudyError("name", f"{self.path} exists and is not a gamedyn results folder "
+                                     f"(no {STUDY_FILE}); choose another name or --out")
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's lock (``fcntl.flock`` on ``.lock``) for the block, or refuse with a
+        StudyError naming the process that holds it. The OS releases the lock when its process
+        ends, however it ends, so a killed run never leaves a stale lock."""
+        self._refuse_foreign()  # before creating anything in someone else's folder
+        self.path.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        with open(self.path / LOCK_FILE, "a+") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "unknown"
+                raise StudyError("", (
+                    f"{self.path} is in use by another gamedyn process ({holder}) running this "
+                    f"study; wait for it to finish or stop it, then run again (or use another "
+                    f"--out)")) from None
+            try:
+                f.seek(0)
+                f.truncate()
+                f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+                f.flush()
+                yield
+            finally:
+                f.seek(0)
+                f.truncate()
+                f.flush()
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
     def claim(self, study_hash: str, spec: dict[str, Any], source_text: str | None,
               fresh: bool) -> None:
-        """Make the folder this study's, refusing one that holds something else."""
+        """Make the folder this study's, refusing one that holds something else (call it while
+        holding the lock)."""
         meta = self.path / STUDY_FILE
-        if self.path.exists():
-            if meta.exists():
-                try:
-                    old = yaml.safe_load(meta.read_text()) or {}
-                except yaml.YAMLError:
-                    old = {}
-                if old.get("hash") != study_hash and not fresh:
-                    raise StudyError("name", (
-                        f"{self.path} holds results of a different study named "
-                        f"{spec['name']!r} (hash {old.get('hash')} here, {study_hash} now): "
-                        f"the study file changed; rerun with --fresh to replace those results, "
-                        f"or give the study another name"))
-                if old.get("hash") != study_hash:
-                    shutil.rmtree(self.path)
-            elif any(self.path.iterdir()):
-                raise StudyError("name", f"{self.path} exists and is not a gamedyn results folder "
-                                         f"(no {STUDY_FILE}); choose another name or --out")
+        self._refuse_foreign()
+        if meta.exists():
+            try:
+                old = yaml.safe_load(meta.read_text()) or {}
+            except yaml.YAMLError:
+                old = {}
+            if old.get("hash") != study_hash and not fresh:
+                raise StudyError("name", (
+                    f"{self.path} holds results of a different study named "
+                    f"{spec['name']!r} (hash {old.get('hash')} here, {study_hash} now): "
+                    f"the study file changed; rerun with --fresh to replace those results, "
+                    f"or give the study another name"))
+            if old.get("hash") != study_hash:
+                for child in self.path.iterdir():  # everything but the lock we hold
+                    if child.name == LOCK_FILE:
+                        continue
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
         self.parts.mkdir(parents=True, exist_ok=True)
+        self.clean_temporaries()
         doc = {"hash": study_hash, "study": spec, "source": source_text}
         atomic_write(meta, lambda p: p.write_text(yaml.safe_dump(doc, sort_keys=False)))
+
+    def clean_temporaries(self) -> list[Path]:
+        """Remove the temporary files of writes that a killed process left half done (only safe
+        under the lock: no other process is writing here). Returns what was removed."""
+        removed = []
+        for folder in (self.path, self.parts):
+            if folder.is_dir():
+                for p in folder.glob(f".*{TMP_SUFFIX}"):
+                    p.unlink(missing_ok=True)
+                    removed.append(p)
+        return removed
 
     def part(self, batch_id: str, table: str) -> Path:
         return self.parts / f"{batch_id}.{table}.parquet"
@@ -78,13 +161,34 @@ class ResultsFolder:
         atomic_write(self.part(batch_id, "trajectories"), lambda p: trajectories.to_parquet(p))
         atomic_write(self.part(batch_id, "runs"), lambda p: runs.to_parquet(p))
 
+    def write_failures(self, failures: pd.DataFrame) -> None:
+        """``failures.parquet`` holds the failures of the latest attempt; none: no file."""
+        path = self.path / FAILURES_FILE
+        if len(failures):
+            atomic_write(path, lambda p: failures.to_parquet(p))
+        else:
+            path.unlink(missing_ok=True)
+
+    def _read_part(self, batch_id: str, table: str) -> pd.DataFrame:
+        path = self.part(batch_id, table)
+        try:
+            return pd.read_parquet(path)
+        except Exception as e:  # damaged outside gamedyn's atomic writes (disk, hand edits)
+            path.unlink(missing_ok=True)
+            raise StudyError("", f"{path} could not be read ({type(e).__name__}: {e}); it has been "
+                                 f"removed: run the study again to recompute that batch") from None
+
     def assemble(self, batch_ids: list[str], order: list[str]) -> None:
-        """``runs.parquet`` and ``trajectories.parquet`` from the parts, runs in study order."""
-        runs = pd.concat([pd.read_parquet(self.part(b, "runs")) for b in batch_ids],
-                         ignore_index=True)
+        """``runs.parquet`` and ``trajectories.parquet`` from the parts, runs in study order
+        (no parts: no tables)."""
+        if not batch_ids:
+            for name in ("runs.parquet", "trajectories.parquet"):
+                (self.path / name).unlink(missing_ok=True)
+            return
+        runs = pd.concat([self._read_part(b, "runs") for b in batch_ids], ignore_index=True)
         rank = {rid: i for i, rid in enumerate(order)}
         runs = runs.iloc[runs["run_id"].map(rank).argsort()].reset_index(drop=True)
-        trajs = [pd.read_parquet(self.part(b, "trajectories")) for b in batch_ids]
+        trajs = [self._read_part(b, "trajectories") for b in batch_ids]
         for t in trajs:
             t["run_id"] = t["run_id"].astype(str)
         traj = pd.concat(trajs, ignore_index=True)
@@ -98,12 +202,26 @@ class ResultsFolder:
 @dataclasses.dataclass
 class Results:
     """A study's results: ``runs`` (one row per run), ``trajectories`` (long format:
-    run_id, step, variable, value), the resolved ``study`` spec, and the folder ``path``."""
+    run_id, step, variable, value), the resolved ``study`` spec, and the folder ``path``.
+
+    ``failures`` lists the runs whose batch raised (one row per run: ``run_id``, ``batch_id``,
+    ``game_label``, ``rule_label``, ``error``, ``message``, ``traceback``); it is empty when every run
+    succeeded, and ``runs``/``trajectories`` then hold only the successful runs. ``info`` holds what
+    :func:`gamedyn.run_study` adds about the execution (runs computed / found on disk, elapsed time).
+    """
 
     path: Path
     study: dict[str, Any]
     runs: pd.DataFrame
     _trajectories: pd.DataFrame | None = dataclasses.field(default=None, repr=False)
+    _failures: pd.DataFrame | None = dataclasses.field(default=None, repr=False)
+    info: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        if self._failures is None:
+            self._failures = read_failures(self.path)
+        return self._failures
 
     @property
     def trajectories(self) -> pd.DataFrame:
@@ -124,14 +242,41 @@ class Results:
         return w.merge(self.runs, on="run_id", how="left")
 
 
-def load(path: str | Path) -> Results:
-    """Load ``results/<study>``: ``.runs`` and ``.trajectories`` DataFrames and the ``.study`` spec."""
+def read_failures(path: str | Path) -> pd.DataFrame:
+    """The failures table of a results folder (empty, with its columns, when nothing failed)."""
+    f = Path(path) / FAILURES_FILE
+    return pd.read_parquet(f) if f.exists() else pd.DataFrame(columns=FAILURE_COLUMNS)
+
+
+def failures_note(path: Path, failures: pd.DataFrame, n_ok: int) -> str:
+    """One line: how many runs failed, the first error, and where the tracebacks are."""
+    n = len(failures)
+    first = failures.iloc[0]
+    lines = str(first["message"]).strip().splitlines()
+    message = lines[0][:200] if lines else ""
+    batches = failures["batch_id"].nunique()
+    return (f"{n} of {n + n_ok} runs failed ({batches} batch{'es' if batches > 1 else ''}; first: "
+            f"{first['error']}: {message} [{first['rule_label']} on {first['game_label']}]); "
+            f"tracebacks in {path / FAILURES_FILE} (gamedyn.load('{path}').failures); "
+            f"`gamedyn run` again retries only the failed runs")
+
+
+def load(path: str | Path, *, warn: bool = True) -> Results:
+    """Load ``results/<study>``: ``.runs`` and ``.trajectories`` DataFrames, the ``.study`` spec and
+    ``.failures`` (runs whose batch raised; empty when none did, else a RunsFailedWarning is issued)."""
     path = Path(path)
     meta = path / STUDY_FILE
     if not meta.exists():
         raise StudyError("", f"{path} is not a gamedyn results folder (no {STUDY_FILE})")
+    failures = read_failures(path)
     if not (path / "runs.parquet").exists():
+        if len(failures):
+            raise AllRunsFailed("", f"{path}: every run failed, so there are no results; "
+                                    + failures_note(path, failures, 0))
         raise StudyError("", f"{path} holds an unfinished study (no runs.parquet yet): "
                              f"run it again with `gamedyn run` to finish it")
     doc = yaml.safe_load(meta.read_text())
-    return Results(path, doc["study"], pd.read_parquet(path / "runs.parquet"))
+    runs = pd.read_parquet(path / "runs.parquet")
+    if warn and len(failures):
+        warnings.warn(failures_note(path, failures, len(runs)), RunsFailedWarning, stacklevel=2)
+    return Results(path, doc["study"], runs, _failures=failures)

@@ -99,9 +99,18 @@ def test_cli_bad_study_exits_nonzero_without_traceback_and_writes_nothing(tmp_pa
 
 
 def test_cli_list_names_every_component_with_defaults(cli):
+    import subprocess
+    import sys
+
     out = cli("list")
     assert out.returncode == 0
-    names = gamedyn.GAMES.names() + gamedyn.RULES.names() + gamedyn.OPTIMIZERS.names()
-    for name in [n for n in names if not n.endswith("_for_test")]:  # tests register a few
-        assert f"  {name}:" in out.stdout
+    # the registries as a fresh process sees them (tests register components in this one)
+    code = ("import gamedyn; from gamedyn.regularizers import REGULARIZERS; print(' '.join("
+            "gamedyn.GAMES.names() + gamedyn.RULES.names() + gamedyn.OPTIMIZERS.names() + "
+            "REGULARIZERS.names()))")
+    names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert {"bilinear", "dirac", "simultaneous", "alternating", "sgd", "r1"} <= set(names)
+    for name in names:
+        assert f"  {name}:" in out.stdout, name
     assert "disc_steps = 1" in out.stdout and "lr = 0.1" in out.stdout
