@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import diagnose, plugins
+from . import diagnose, plugins, stability
 from .games import GAMES
 from .init import initial_params
 from .optim import OPTIMIZERS
@@ -28,6 +28,27 @@ class BatchResult:
     batch_id: str
     runs: pd.DataFrame
     trajectories: pd.DataFrame
+
+
+def stability_columns(rho: np.ndarray, growth_rate: np.ndarray, dynamics: np.ndarray
+                      ) -> dict[str, np.ndarray]:
+    """The local stability prediction beside the observation, so that contradictions are easy to
+    find (``runs[~runs.stability_agrees]``):
+
+    - ``predicted_radius`` ρ of the update map's Jacobian at the equilibrium (:mod:`gamedyn.stability`;
+      NaN where it does not apply) and ``observed_radius`` = exp(``growth_rate``), the distance's
+      factor per step over the late window;
+    - ``predicted_dynamics``: converged (ρ < 1 − 10⁻⁶), diverged (ρ > 1 + 10⁻⁶), cycling (between);
+    - ``stability_agrees``: the observed ``dynamics`` is the predicted one (for ρ ≈ 1: cycling or
+      drifting); NA where there is no prediction. Local: a run started far from the equilibrium of a
+      non-linear game may honestly disagree.
+    """
+    predicted = np.where(rho < 1 - 1e-6, "converged", np.where(rho > 1 + 1e-6, "diverged", "cycling"))
+    predicted = np.where(np.isnan(rho), None, predicted).astype(object)
+    marginal = (predicted == "cycling") & np.isin(dynamics, ["cycling", "drifting"])
+    agrees = pd.array(np.where(np.isnan(rho), None, (predicted == dynamics) | marginal), dtype="boolean")
+    return {"predicted_radius": rho, "observed_radius": np.exp(growth_rate),
+            "predicted_dynamics": predicted, "stability_agrees": agrees}
 
 
 def batch_id(runs: list[Run]) -> str:
@@ -59,6 +80,7 @@ def run_batch(runs: list[Run], thresholds: dict[str, float] | None = None,
     }
     regularizer = REGULARIZERS.get(cfg["regularizer"]["name"]).build(
         [c["regularizer"] for c in configs], dtype, device)
+    predicted = stability.predict(game, rule, optimizers, regularizer=regularizer, n_runs=len(runs))
     seeds = [c["seed"] for c in configs]
     game.rng = Streams(torch.tensor(seeds, dtype=torch.int64), device=device)
     params = initial_params(game, [c["init"] for c in configs], seeds)
@@ -77,11 +99,11 @@ def run_batch(runs: list[Run], thresholds: dict[str, float] | None = None,
             if recorder.due(step) and not recorder.record(step, params):
                 break
     wall = time.perf_counter() - start
-    return _collect(runs, recorder, ctx, th, wall, done)
+    return _collect(runs, recorder, ctx, th, wall, done, predicted)
 
 
 def _collect(runs: list[Run], recorder: Recorder, ctx: Context, th: dict[str, float],
-             wall: float, done: int) -> BatchResult:
+             wall: float, done: int, predicted: np.ndarray) -> BatchResult:
     steps, values, n_valid = recorder.arrays()
     V = recorder.variables
     ncoord = len(recorder.coord_vars)
@@ -100,6 +122,7 @@ def _collect(runs: list[Run], recorder: Recorder, ctx: Context, th: dict[str, fl
     rows = pd.DataFrame([{"run_id": r.run_id, **r.columns} for r in runs])
     for k, v in labels.items():
         rows[k] = v
+    rows = rows.assign(**stability_columns(predicted, labels["growth_rate"], labels["dynamics"]))
     rows["stopped_step"] = stop_step
     rows["stop_reason"] = recorder.stop_reason
     rows["steps_done"] = done

@@ -25,7 +25,7 @@ _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "tru
 class Param:
     """One parameter of a component.
 
-    ``low``/``high`` bound numbers (``low_open`` makes the lower bound strict); ``choices`` lists the
+    ``low``/``high`` bound numbers (``low_open``/``high_open`` make them strict); ``choices`` lists the
     accepted strings; ``per_run`` marks a hyperparameter that may vary inside a batch.
     """
 
@@ -35,6 +35,7 @@ class Param:
     low: float | None = None
     high: float | None = None
     low_open: bool = False
+    high_open: bool = False
     choices: tuple[str, ...] | None = None
     per_run: bool = False
 
@@ -46,7 +47,8 @@ class Param:
         if self.low is not None:
             text += f" {'>' if self.low_open else '>='} {self.low:g}"
         if self.high is not None:
-            text += f"{' and' if self.low is not None else ''} <= {self.high:g}"
+            sign = "<" if self.high_open else "<="
+            text += f"{' and' if self.low is not None else ''} {sign} {self.high:g}"
         return text
 
     def validate(self, key: str, value: Any) -> Any:
@@ -65,7 +67,7 @@ class Param:
             raise bad
         if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
             raise bad
-        if self.high is not None and value > self.high:
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
             raise bad
         return value
 
