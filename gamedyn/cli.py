@@ -57,8 +57,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _summary(results: Results, figures: list[Path], elapsed: float) -> None:
-    """Outcomes per game and rule, counts, time, and where the results are."""
-    from .report import summary
+    """Outcomes per game and rule, counts, time, where the results are, expectations."""
+    from .report import expectation_note, summary
 
     info = results.info
     print(summary(results).to_string())
@@ -70,16 +70,22 @@ def _summary(results: Results, figures: list[Path], elapsed: float) -> None:
           + (", failures.parquet" if n_failed else "") + f"; gamedyn.load('{results.path}'))")
     for f in figures:
         print(f"figure: {f}")
+    note = expectation_note(results)
+    if note:
+        print(note)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import summary, write_report
+    from .report import expectation_note, summary, write_report
     from .results import failures_note, load
 
     results = load(args.results, warn=False)
     print(summary(results).to_string())
     for f in write_report(results):
         print(f"figure: {f}")
+    note = expectation_note(results)
+    if note:
+        print(note)
     if len(results.failures):
         print(f"gamedyn: note: {failures_note(results.path, results.failures, len(results.runs))}",
               file=sys.stderr)

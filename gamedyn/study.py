@@ -21,6 +21,7 @@ Keys::
     diagnose: {growth_factor: 1.25}     # thresholds of gamedyn.diagnose
     regularizer: [none, {name: r1, gamma: [0.1, 1.0]}]   # one per run; a list = alternatives
     figures: [phase_plane]              # figures that `gamedyn run`/`report` draw
+    expect: [{where: {rule: extragradient}, dynamics: converged}]   # checked after the run
     plugins: [my_rules.py]              # user modules (or module names) registering components
     dtype: float64                      # or float32
     max_batch: 4096                     # most runs stepped together in one batch
@@ -38,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from . import diagnose
+from . import diagnose, expect
 from .component import Component, Registry
 from .errors import StudyError
 from .games import GAMES
@@ -62,6 +63,7 @@ KEYS = {
     "regularizer": "a regularizer name or a mapping with `name` and parameters, or a list of these",
     "plugins": "a list of module names or Python files (relative to the study file) to import",
     "figures": "a list of figure names drawn after the run (default: [phase_plane])",
+    "expect": "a list of {where: {column: value}, dynamics: label(s)} the study should meet",
     "diagnose": "a mapping of thresholds: " + ", ".join(diagnose.DEFAULTS),
     "dtype": "float64 or float32",
     "max_batch": "an integer >= 1",
@@ -147,6 +149,7 @@ def make_study(spec: Any, source: str | None = None) -> Study:
         raise StudyError("dtype", f"{dtype!r} is not accepted: expected {KEYS['dtype']}")
     seeds = _seeds(spec.get("seeds", 1))
     diagnose.validate_thresholds(spec.get("diagnose", {}))
+    expect.validate(spec.get("expect", []))
 
     plugins = tuple(resolve_plugins(spec["plugins"], Path(source).parent if source else None)
                     if "plugins" in spec else ())
