@@ -80,10 +80,10 @@ def run_batch(runs: list[Run], thresholds: dict[str, float] | None = None,
     }
     regularizer = REGULARIZERS.get(cfg["regularizer"]["name"]).build(
         [c["regularizer"] for c in configs], dtype, device)
-    predicted = stability.predict(game, rule, optimizers, regularizer=regularizer, n_runs=len(runs))
     seeds = [c["seed"] for c in configs]
     game.rng = Streams(torch.tensor(seeds, dtype=torch.int64), device=device)
     params = initial_params(game, [c["init"] for c in configs], seeds)
+    predicted = stability.predict(game, rule, optimizers, regularizer=regularizer, n_runs=len(runs))
     ctx = Context(game, optimizers, regularizer=regularizer)
     recorder = Recorder(game, len(runs), cfg["steps"], cfg["record_every"], th["blowup"])
 

@@ -1,0 +1,98 @@
+"""Unrolled GAN: the generator differentiates through k look-ahead steps of the discriminator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..component import Param
+from ..games.base import Params
+from .base import RULES, Rule, State
+from .context import Context, Tensor
+
+
+def _leaf(v: Tensor) -> Tensor:
+    """``v`` as a node to differentiate with respect to: itself (a view) when it already carries a
+    graph (``ctx.create_graph``: derivatives flow back to it), else a fresh leaf on the same
+    storage (there is no graph to keep; ``v`` itself is not modified)."""
+    return v.view_as(v) if v.requires_grad else v.detach().requires_grad_()
+
+
+def _constant(tree: Any) -> Any:
+    """A tree of tensors cut from the unroll's graph. Used only when nothing differentiates the
+    step (``ctx.create_graph`` False): otherwise the discriminator's new parameters and optimizer
+    state would keep the unroll's graph alive from step to step."""
+    if isinstance(tree, dict):
+        return {k: _constant(v) for k, v in tree.items()}
+    return tree.detach() if isinstance(tree, torch.Tensor) else tree
+
+
+@RULES.register("unrolled")
+class Unrolled(Rule):
+    """Unrolled GAN (Metz, Poole, Pfau & Sohl-Dickstein 2017, arXiv 1611.02163).
+
+    The generator (θ_G) descends the *unrolled* loss, its own loss after the discriminator (θ_D)
+    has taken ``k`` look-ahead steps with its optimizer, differentiated through those steps::
+
+        θ_D⁰ = θ_D, s⁰ = s_D,   (θ_Dⁱ⁺¹, sⁱ⁺¹) = opt_D(∇_D L_disc(θ_G, θ_Dⁱ), sⁱ, θ_Dⁱ)   i < k
+        g_G = d/dθ_G L_gen(θ_G, θ_Dᵏ(θ_G))
+            = ∇_G L_gen(θ_G, θ_Dᵏ) + (∂θ_Dᵏ/∂θ_G)ᵀ ∇_D L_gen(θ_G, θ_Dᵏ)
+
+    (they unroll Adam). The look-ahead starts from the current θ_D and the
+    discriminator's current optimizer state s_D (momenta, Adam's moments and step count) and
+    uses its own optimizer (plus the study's regularizer and its projection, as ``ctx.apply``
+    does); it is evaluated with ``ctx.with_graph()``, so the second term, the derivative through
+    the k steps, is kept. (Ports that run the inner loop under ``no_grad`` or detach θ_Dᵏ drop it
+    and step the generator with ∇_G L_gen(θ_G, θ_Dᵏ) only.) The look-ahead is then discarded:
+
+        θ_G ← opt_G(g_G),   θ_D ← opt_D(∇_D L_disc(θ_G, θ_D))   (simultaneously, from the current point)
+
+    The discriminator's ordinary gradient is the first look-ahead gradient, evaluated once. With
+    ``k = 0`` the rule is simultaneous play exactly, as it is on a one-player game (no ``disc``).
+
+    On xᵀAy with SGD (learning rates η_G, η_D): θ_Dᵏ = y + kη_D Aᵀx, so
+    g_G = Ay + 2kη_D AAᵀx: the unrolled generator also descends ‖Aᵀx‖², a damping of x.
+
+    In a stochastic game each evaluation (each look-ahead step, the final loss) draws its own
+    samples. Cost for k ≥ 1: k + 1 gradient evaluations (the k look-ahead gradients, one of them the
+    discriminator's own, and the final loss's) and the reverse pass through the k steps, counted as
+    k Hessian-vector products (each step's backward is a product with the Hessian blocks
+    ∂²L_disc/∂θ_D∂(θ_G, θ_D)); k = 0: 1 gradient evaluation.
+    """
+
+    params = {
+        "k": Param(int, 5, "look-ahead (unrolling) steps of the discriminator; 0: simultaneous play",
+                   low=0),
+    }
+
+    def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:
+        opt = state["opt"]
+        if self.k == 0 or "disc" not in params:
+            grads = ctx.grad(params)
+            params, opt = ctx.apply(grads, params, opt)
+            return params, {**state, "opt": opt}
+
+        graph = ctx if ctx.create_graph else ctx.with_graph()
+        gen = {k: _leaf(v) for k, v in params["gen"].items()}
+        point = {**params, "gen": gen}
+        look_opt = opt
+        disc_grad = None
+        for _ in range(self.k):
+            g = graph.grad(point, players=("disc",))
+            if disc_grad is None:
+                disc_grad = g["disc"]
+            point, look_opt = graph.apply(g, point, look_opt)
+
+        names = list(gen)
+        with torch.enable_grad():
+            loss = graph.losses(point)["gen"].sum()
+            gs = torch.autograd.grad(loss, [gen[n] for n in names], create_graph=ctx.create_graph,
+                                     allow_unused=True)
+        gen_grad = {n: torch.zeros_like(gen[n]) if g is None else g for n, g in zip(names, gs)}
+        ctx.counts["grad_evals"] += 1
+        ctx.counts["hvps"] += self.k
+        if not ctx.create_graph:
+            disc_grad = _constant(disc_grad)
+        params, opt = ctx.apply({"gen": gen_grad, "disc": disc_grad}, params, opt)
+        return params, {**state, "opt": opt}
