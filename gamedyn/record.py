@@ -29,7 +29,8 @@ class Recorder:
     - ``distance`` to the equilibrium when the game knows one;
     - whatever the game's :meth:`~gamedyn.games.base.Game.metrics` returns (fit metrics, …).
 
-    A run whose recorded values are not all finite, or whose distance exceeds
+    A run whose recorded values (metrics aside: a metric may be undefined, NaN) are not all finite,
+    or whose distance exceeds
     ``blowup`` × max(1, d_0), is *stopped*: its later records are discarded and it is labelled
     ``diverged`` by :mod:`gamedyn.diagnose`. The others go on unaffected.
     """
@@ -83,6 +84,7 @@ class Recorder:
                 for pl in params for k in params[pl]))
         for name, value in metrics.items():
             cols[name] = value.detach()
+        self._metric_width = sum(v.reshape(R, -1).shape[1] for v in metrics.values())
         return cols
 
     def record(self, step: int, params: Params) -> bool:
@@ -96,7 +98,8 @@ class Recorder:
                                      dtype=self.game.dtype)
         i = self._index[step]
         self.values[i] = row
-        finite = torch.isfinite(row).all(1)
+        n_core = row.shape[1] - self._metric_width
+        finite = torch.isfinite(row[:, :n_core]).all(1)  # a metric may be undefined (NaN)
         if self.eq is not None:
             size = cols["distance"]
         else:

@@ -30,6 +30,7 @@ Keys::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -370,8 +371,11 @@ def _check_init(init: dict[str, Any], game: dict[str, Any], key: str) -> None:
     """Explicit initial values must name the game's parameters and fit their shapes."""
     import numpy as np
 
-    shapes = GAMES.get(game["name"]).build([game], dtype=_float64()).shapes()
+    shapes = _built(game).shapes()
     for player in PLAYERS:
+        if init[player] and player not in shapes:
+            raise StudyError(f"{key}.{player}", f"game {_label(GAMES, game)!r} has no player "
+                                                f"{player!r}; its players: {', '.join(shapes)}")
         for pname, value in init[player].items():
             if pname not in shapes[player]:
                 raise StudyError(f"{key}.{player}.{pname}",
@@ -386,7 +390,8 @@ def _check_init(init: dict[str, Any], game: dict[str, Any], key: str) -> None:
 
 
 def _check_regularizer(reg: dict[str, Any], game: dict[str, Any]) -> None:
-    """A regularizer acting on data samples needs a game that has them."""
+    """A regularizer acting on data samples needs a game that has them, and every regularizer but
+    ``none`` acts on the discriminator, which the game must have as a player."""
     from .games.base import SampleGame
 
     cls = REGULARIZERS.get(reg["name"])
@@ -395,6 +400,19 @@ def _check_regularizer(reg: dict[str, Any], game: dict[str, Any]) -> None:
         raise StudyError("regularizer", f"{reg['name']!r} acts on data samples, which game "
                                         f"{game['name']!r} does not have; games with samples: "
                                         f"{', '.join(with_samples)}")
+    if cls.needs_disc and "disc" not in _built(game).players:
+        raise StudyError("regularizer", f"{reg['name']!r} acts on the discriminator, which game "
+                                        f"{_label(GAMES, game)!r} does not have as a player")
+
+
+@functools.cache
+def _built_cached(name: str, frozen: str) -> Any:
+    return GAMES.get(name).build([json.loads(frozen)], dtype=_float64())
+
+
+def _built(game: dict[str, Any]) -> Any:
+    """The game built once per configuration (for checks of its players and shapes)."""
+    return _built_cached(game["name"], json.dumps(game, sort_keys=True))
 
 
 def _float64():

@@ -1,6 +1,7 @@
 """Stochastic games: per-run noise keeps the run-axis invariant; game metrics are recorded."""
 
 import numpy as np
+import torch
 
 from gamedyn import GAMES, make_study
 from gamedyn.batch import run_batch
@@ -22,7 +23,8 @@ class NoisyBilinear(Game):
         return {"gen": x * y + eps * x, "disc": -x * y}
 
     def metrics(self, params):
-        return {"fit.x_squared": params["gen"]["x"] ** 2}
+        x = params["gen"]["x"]
+        return {"fit.x_squared": x**2, "fit.undefined": torch.full_like(x, float("nan"))}
 
 
 def traj_of(spec, run_index=None):
@@ -59,3 +61,17 @@ def test_game_metrics_are_recorded_as_variables():
     x = t[t["variable"] == "gen.x"].sort_values(["run_id", "step"])["value"].to_numpy()
     m = t[t["variable"] == "fit.x_squared"].sort_values(["run_id", "step"])["value"].to_numpy()
     np.testing.assert_allclose(m, x**2, rtol=1e-14)
+
+
+def test_an_undefined_metric_does_not_stop_a_run():
+    study = make_study(SPEC)
+    runs = run_batch(study.runs[:2]).runs
+    assert runs["stop_reason"].isna().all() and (runs["steps_done"] == 50).all()
+
+
+def test_alternating_on_a_one_player_game_moves_that_player():
+    from .conftest import simulate
+
+    alt, t_alt = simulate("mle", "alternating", lr=0.05, steps=20, init={"dist": "constant", "scale": 0.0})
+    sim, t_sim = simulate("mle", "simultaneous", lr=0.05, steps=20, init={"dist": "constant", "scale": 0.0})
+    np.testing.assert_array_equal(t_alt["value"].to_numpy(), t_sim["value"].to_numpy())

@@ -42,6 +42,9 @@ def error(**changes):
     ({"diagnose": {"patience": 3}}, "diagnose.patience", ["unknown threshold"]),
     ({"name": "../escape"}, "name", ["'../escape'"]),
     ({"figures": ["pie_chart"]}, "figures[0]", ["'pie_chart'", "phase_plane"]),
+    ({"game": "mle", "init": {"gen": {"mu": 1.0}}}, "init.gen", ["no player 'gen'", "disc"]),
+    ({"game": {"name": "gan1d", "discriminator": "optimal"}, "regularizer": {"name": "r1"}}, "regularizer",
+     ["acts on the discriminator"]),
     ({"regularizer": {"name": "dropout"}}, "regularizer.name", ["'dropout'", "r1"]),
 ])
 def test_each_error_names_its_key_value_and_what_is_accepted(changes, key, words):

@@ -25,6 +25,7 @@ class Regularizer(Component):
     """
 
     needs_samples: ClassVar[bool] = False
+    needs_disc: ClassVar[bool] = True
 
     def losses(self, game: Game, params: Params) -> dict[str, Tensor]:
         base = game.losses(params)
@@ -43,6 +44,12 @@ class NoRegularizer(Regularizer):
     """No regularization: the game as it is."""
 
     params = {}
+    needs_disc = False
+
+
+def n_runs(params: Params) -> int:
+    """R, the length of the run axis, from any player's parameters."""
+    return next(iter(next(iter(params.values())).values())).shape[0]
 
 
 def input_grad_sq(game: SampleGame, params: Params, x: Tensor) -> Tensor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..component import Param
-from .base import REGULARIZERS, Regularizer, input_grad_sq
+from .base import REGULARIZERS, Regularizer, input_grad_sq, n_runs
 
 
 class _ZeroCentred(Regularizer):
@@ -12,8 +12,8 @@ class _ZeroCentred(Regularizer):
     on = "real"
 
     def penalty(self, game, params):
-        n_runs = next(iter(params["gen"].values())).shape[0]
-        x, w = game.real_samples(n_runs) if self.on == "real" else game.fake_samples(params)
+        R = n_runs(params)
+        x, w = game.real_samples(R) if self.on == "real" else game.fake_samples(params)
         return {"disc": 0.5 * self.gamma * (w * input_grad_sq(game, params, x)).sum(1)}
 
 

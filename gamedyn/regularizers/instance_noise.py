@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..component import Param
-from .base import REGULARIZERS, Regularizer, gauss_hermite
+from .base import REGULARIZERS, Regularizer, gauss_hermite, n_runs
 
 
 @REGULARIZERS.register("instance_noise")
@@ -25,8 +25,8 @@ class InstanceNoise(Regularizer):
     }
 
     def losses(self, game, params):
-        n_runs = next(iter(params["gen"].values())).shape[0]
-        real, fake = game.real_samples(n_runs), game.fake_samples(params)
+        R = n_runs(params)
+        real, fake = game.real_samples(R), game.fake_samples(params)
         eps, w_eps = gauss_hermite(self.nodes, real[0].shape[-1], game.dtype, game.device)
         sigma = self.sigma[:, None, None, None]
 
@@ -34,6 +34,6 @@ class InstanceNoise(Regularizer):
             x, w = samples                                   # [R, n, d], [R, n]
             xn = x[:, :, None, :] + sigma * eps[None, None]  # [R, n, m, d]
             wn = w[:, :, None] * w_eps[None, None]           # [R, n, m]
-            return xn.reshape(n_runs, -1, x.shape[-1]), wn.reshape(n_runs, -1)
+            return xn.reshape(R, -1, x.shape[-1]), wn.reshape(R, -1)
 
         return game.objective(params, noisy(real), noisy(fake))

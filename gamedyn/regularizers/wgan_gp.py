@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..component import Param
-from .base import REGULARIZERS, Regularizer, input_grad_sq
+from .base import REGULARIZERS, Regularizer, input_grad_sq, n_runs
 
 _EPS = 1e-12
 
@@ -30,8 +30,8 @@ class WGANGP(Regularizer):
     }
 
     def penalty(self, game, params):
-        n_runs = next(iter(params["gen"].values())).shape[0]
-        (xr, wr), (xf, _) = game.real_samples(n_runs), game.fake_samples(params)
+        R = n_runs(params)
+        (xr, wr), (xf, _) = game.real_samples(R), game.fake_samples(params)
         if xr.shape[1] != xf.shape[1]:
             raise ValueError(f"wgan_gp pairs real and generated samples: got {xr.shape[1]} real and "
                              f"{xf.shape[1]} generated")
@@ -40,7 +40,7 @@ class WGANGP(Regularizer):
         w = torch.as_tensor(w / 2, dtype=xr.dtype, device=xr.device)
         e = eps[None, None, :, None]
         xhat = e * xr[:, :, None] + (1 - e) * xf.detach()[:, :, None]                 # [R, n, m, d]
-        sq = input_grad_sq(game, params, xhat.reshape(n_runs, -1, xr.shape[-1]))
+        sq = input_grad_sq(game, params, xhat.reshape(R, -1, xr.shape[-1]))
         gap = (torch.sqrt(sq + _EPS) - self.target) ** 2                         # [R, n·m]
-        per_sample = (gap.reshape(n_runs, xr.shape[1], -1) * w).sum(-1)          # [R, n]
+        per_sample = (gap.reshape(R, xr.shape[1], -1) * w).sum(-1)          # [R, n]
         return {"disc": self.lam * (wr * per_sample).sum(1)}

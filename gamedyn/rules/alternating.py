@@ -32,6 +32,8 @@ class Alternating(Rule):
     def step(self, ctx, params, state):
         opt = state["opt"]
         for player in self.schedule():
+            if player not in ctx.game.players:  # a one-player game: only that player moves
+                continue
             grads = ctx.grad(params, players=(player,))
             params, opt = ctx.apply(grads, params, opt)
         return params, {**state, "opt": opt}
