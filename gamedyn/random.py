@@ -12,10 +12,18 @@ draw) is combined with a hash of the element index; it is computed in int64
 tensors holding 32-bit values, with 16-bit split multiplications, so every operation is exact (no
 signed overflow). Two 32-bit words make one 53-bit uniform in (0, 1); normals use Box–Muller.
 Not cryptographic; statistically adequate for Monte Carlo in studies (see tests/test_random.py).
+
+Fast draws (:meth:`Streams.fast_normal`, :meth:`Streams.fast_uniform`) serve games that need
+millions of numbers per step (the latent noise of neural generators): one 32-bit word per number
+(a 31-bit-constant mixer, so each multiplication is a single exact int64 product), the element-index
+hash cached per size, and Box–Muller using both outputs. About 2.5× ``torch.randn`` on CPU, against
+~15× for :meth:`Streams.normal`; the same invariant (a run's numbers depend only on its key, stream
+and draw counter).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -46,6 +54,24 @@ def hash_words(*words: Tensor | int) -> Tensor:
         w = torch.as_tensor(w, dtype=torch.int64) & _M32
         h = _mix(h ^ _mix(w + 0x632BE5AB))
     return h
+
+
+def _mix31(x: Tensor) -> Tensor:
+    """A lowbias32-shaped mixer whose multipliers are < 2³¹, so x·c < 2⁶³ is exact in int64 and
+    one product plus a mask gives x·c mod 2³² (constants 0x7FEB352D, lowbias32's first, and
+    0x5851F42D). Its inputs are already well mixed (see :func:`_index_hash`)."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _M32
+    x = x ^ (x >> 15)
+    x = (x * 0x5851F42D) & _M32
+    return x ^ (x >> 16)
+
+
+@functools.lru_cache(maxsize=64)
+def _index_hash(size: int, device: str) -> Tensor:
+    """lowbias32 twice of the element indices 0…size−1 (the same for every run and draw: cached)."""
+    idx = torch.arange(size, dtype=torch.int64, device=device)
+    return _mix(_mix(idx + 0x632BE5AB) ^ 0x1B873593)
 
 
 class Streams:
@@ -83,3 +109,33 @@ class Streams:
         u1, u2 = self.uniform(*shape), self.uniform(*shape)
         z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
         return z.to(dtype)
+
+    def _words32(self, size: int) -> Tensor:
+        """[R, size] 32-bit words, one draw c: w_i = mix31(p_c ⊕ h2(i)), the per-run prefix
+        p_c = mix(h(key, stream, 0xFA57) ⊕ mix(c + 0x632BE5AB)) (h cached per stream)."""
+        c = self.counter
+        self.counter += 1
+        base = getattr(self, "_base32", None)
+        if base is None:
+            k = self.keys
+            base = self._base32 = hash_words(k & _M32, (k >> 32) & _M32, self.stream, 0xFA57)
+        prefix = _mix(base ^ _mix(torch.tensor((c + 0x632BE5AB) & _M32, dtype=torch.int64)))[:, None]
+        return _mix31(prefix ^ _index_hash(size, str(self.device))[None, :])
+
+    def fast_uniform(self, *shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+        """Uniform on (0, 1] from one 32-bit word each: u = (w + ½)/2³² computed in ``dtype``
+        (in float32 the largest words round to 1). For minibatch indices and the like."""
+        w = self._words32(math.prod(shape))
+        return ((w.to(dtype) + 0.5) * 2.0**-32).reshape((len(self.keys), *shape))
+
+    def fast_normal(self, *shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+        """Standard normal, Box–Muller with both outputs: for n numbers, 2⌈n/2⌉ words give uniforms
+        u₁ (first half), u₂ (second half); z = √(−2 log u₁)·(cos 2πu₂ ‖ sin 2πu₂), truncated to n.
+        u₁ ≥ 2⁻³³ bounds |z| ≤ 6.8 (a tail mass of 10⁻¹¹, immaterial for minibatch noise)."""
+        n = math.prod(shape)
+        m = (n + 1) // 2
+        u = (self._words32(2 * m).to(dtype) + 0.5) * 2.0**-32
+        r = torch.sqrt(-2.0 * torch.log(u[:, :m]))
+        theta = (2.0 * math.pi) * u[:, m:]
+        z = torch.cat([r * torch.cos(theta), r * torch.sin(theta)], 1)[:, :n]
+        return z.reshape((len(self.keys), *shape))

@@ -50,6 +50,13 @@ class Game(Component):
         """The equilibrium (per-run shapes, no run axis), or None when the game does not know one."""
         return None
 
+    def init_params(self, seeds: list[int]) -> Params | None:
+        """The game's own initial parameters for runs with these seeds ([R, *shape]; run r's from
+        its seed only), or None (default) to draw them from the study's ``init:`` spec
+        (:func:`gamedyn.init.initial_params`). Neural games use it for their layer-wise schemes
+        (orthogonal with gain, …); explicit values in ``init:`` still replace a parameter."""
+        return None
+
     def metrics(self, params: Params) -> dict[str, Tensor]:
         """Extra per-run quantities [R] to record along the trajectory (fit to the data, gradient
         diagnostics…), named as trajectory variables. Evaluated at record steps only, with gradients

@@ -1,0 +1,300 @@
+"""Fit to a mixture of Gaussians: mode metrics, sample distances, and the fit and dynamics labels of
+games whose generator is a neural network.
+
+Metrics (vectorised over the run axis; samples ``x`` ``[R, n, d]``, mode means ``[K, d]``)
+---------------------------------------------------------------------------------------------
+Following VEEGAN (Srivastava et al. 2017, arXiv 1705.07761, §5.1) and PacGAN (Lin et al. 2018,
+arXiv 1712.04086, §5.1):
+
+- a sample is **high quality** when it lies within ``3σ`` of its nearest mode mean (σ the modes'
+  standard deviation); ``high_quality`` is their fraction. For the data itself in 2-D this is
+  P(χ²₂ ≤ 9) = 1 − e^{−9/2} ≈ 0.98889 (in 1-D, P(|N(0,1)| ≤ 3) ≈ 0.99730);
+- a mode is **captured** when it is the nearest mode of at least one high-quality sample;
+  ``modes`` counts them;
+- ``kl`` is KL(p̂ ‖ u) = Σ_k p̂_k log(K p̂_k), p̂ the histogram of *all* samples' nearest modes and u
+  uniform over the K modes (0 log 0 = 0): 0 for balanced mass, log K when all mass sits at one mode
+  (PacGAN's "reverse KL" of the mode distribution);
+- ``energy`` is the energy distance (Székely & Rizzo 2013) between the samples and a data sample,
+  √(2 E‖X−Y‖ − E‖X−X′‖ − E‖Y−Y′‖) over the empirical distributions (V-statistics, so ≥ 0; in 1-D
+  it equals ``scipy.stats.energy_distance``); in 1-D also ``w1``, the 1-Wasserstein distance
+  (``scipy.stats.wasserstein_distance``; for equal sample sizes the mean |x₍ᵢ₎ − y₍ᵢ₎| of the sorted
+  samples, computed that way here);
+- ``mass[k]``: the fraction of samples whose nearest mode is k (the histogram p̂), from which
+  movement and mode hopping are judged: a collapsed generator's samples are often too spread to be
+  high quality (σ = 0.02 on the ring: 3σ = 0.06) while their mass still sits at one mode.
+
+The fit label (:func:`fit_labels`) — the decision rule
+-----------------------------------------------------
+From a run's last valid record, with m modes captured, q the high-quality fraction and
+κ = kl / log K ∈ [0, 1], the first that holds:
+
+1. **fit** — m ≥ ``fit_modes``·K, q ≥ ``fit_quality`` and κ ≤ ``fit_kl``: (nearly) every mode is
+   covered, in balance, with mostly good samples;
+2. **mode_collapse** — κ ≥ ``collapse_kl``: the mass concentrates on a few modes (one mode: κ = 1;
+   half the modes, evenly: κ = log 2 / log K, ⅓ on the ring of 8);
+3. **underfit** — otherwise: balanced but poor samples, or a few modes missing.
+
+``n/a`` when the run has no valid record. Defaults in :data:`FIT_DEFAULTS`; a game exposes them as
+parameters, so a study sets them under ``game:``.
+
+The dynamics of a neural game (:func:`sample_dynamics`) — the decision rule
+-------------------------------------------------------------------------
+A neural player's parameters are high-dimensional and its stochastic gradients never vanish, so the
+generic labels of :mod:`gamedyn.diagnose` (distance to stationarity, crossings of a parameter
+coordinate) would call every run cycling or drifting. Instead the generator is judged by what it
+generates on the fixed evaluation sample. Over the *late window* (the last ``late_fraction`` of a
+run's valid records):
+
+- the **movement** at a record is the total-variation distance ½ Σ_k |p̂_t,k − p̂_{t−1},k| between
+  consecutive mode histograms (``mass[k]``), in [0, 1]; ``movement`` is its median over the window;
+- mode k is **held** at a record when its mass p̂_k is ≥ ``hold_fraction``/K;
+  ``modes_visited`` = |∪_t S_t| and ``modes_held`` = the median of |S_t| over the window (S_t the
+  held set); **mode hopping** is modes_visited − modes_held ≥ ``hop_modes``: over time the
+  generator visits more modes than it typically holds at once (the held set rotates; a mode that
+  flickers at the threshold adds at most one); ``mode_turnover`` is the mean Jaccard distance
+  between consecutive held sets;
+- the **oscillation** of the mode mass that varies most in the window (smoothed by a moving average
+  over 3 records): ``cycles`` full periods around its window mean (:func:`gamedyn.diagnose`'s
+  crossing count), ``period`` and ``amplitude``;
+- the **trend of the fit**: with g the least-squares slope of log ``energy`` (the energy distance
+  to the data) against the step over the window and W the window's length in steps,
+  ``energy_trend`` = exp(g·W), the factor by which the distance changed across the window.
+
+The first that holds: stopped (non-finite or blow-up) → **diverged**; mode hopping, or an
+oscillation of ≥ ``min_cycles`` periods with amplitude ≥ ``cycle_mass``/K → **cycling**;
+movement ≤ ``settle_tv`` and 1/``settle_energy`` ≤ energy_trend ≤ ``settle_energy`` →
+**converged** (the generated distribution no longer changes, neither between modes nor in its
+distance to the data); otherwise **drifting** (still moving: e.g. samples still tightening
+around their modes, energy_trend < 1/settle_energy, or mass still shifting between modes).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .diagnose import _masked_slope, _oscillation
+
+Tensor = torch.Tensor
+
+#: Thresholds of the fit and dynamics labels (see the module docstring); games expose them as params.
+FIT_DEFAULTS: dict[str, float] = {
+    "fit_modes": 0.9,
+    "fit_quality": 0.5,
+    "fit_kl": 0.1,
+    "collapse_kl": 0.25,
+    "late_fraction": 0.5,
+    "hold_fraction": 0.25,
+    "hop_modes": 2.0,
+    "settle_tv": 0.05,
+    "settle_energy": 1.25,
+    "cycle_mass": 0.5,
+    "min_cycles": 3.0,
+}
+FIT_LABELS = ("fit", "underfit", "mode_collapse", "n/a")
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+def nearest_modes(x: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
+    """Each sample's nearest mode index [R, n] and its distance to that mean [R, n]."""
+    d2 = ((x[:, :, None, :] - means[None, None]) ** 2).sum(-1)          # [R, n, K]
+    best, idx = d2.min(-1)
+    return idx, best.clamp_min(0).sqrt()
+
+
+def mode_metrics(x: Tensor, means: Tensor, sigma: float, radius: float = 3.0) -> dict[str, Tensor]:
+    """Mode metrics of samples ``x`` [R, n, d] against ``means`` [K, d] (see the module docstring):
+    ``modes`` [R], ``high_quality`` [R], ``kl`` [R], ``hist`` [R, K] (the nearest-mode histogram
+    p̂ of all samples) and ``hq_mass`` [R, K] (the high-quality fraction per mode, summing to
+    ``high_quality``)."""
+    R, n, _ = x.shape
+    K = means.shape[0]
+    idx, dist = nearest_modes(x, means)
+    good = (dist <= radius * sigma).to(x.dtype)                         # [R, n]
+    onehot = torch.zeros(R, n, K, dtype=x.dtype, device=x.device).scatter_(2, idx[..., None], 1.0)
+    hist = onehot.mean(1)                                               # [R, K]
+    mass = (onehot * good[..., None]).mean(1)                           # [R, K]
+    plogp = torch.where(hist > 0, hist * torch.log(hist * K), torch.zeros_like(hist))
+    return {"modes": (mass > 0).sum(1).to(x.dtype), "high_quality": good.mean(1),
+            "kl": plogp.sum(1), "hist": hist, "hq_mass": mass}
+
+
+def mean_distance(x: Tensor, y: Tensor, chunk: int = 512) -> Tensor:
+    """E‖X − Y‖ over all pairs of ``x`` [R, n, d] and ``y`` [R, m, d] → [R] (in row chunks, so
+    memory stays O(R·chunk·m))."""
+    total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    for i in range(0, x.shape[1], chunk):
+        # row by row (last axis, then the chunk's rows): the same order for a run whatever R
+        total = total + torch.cdist(x[:, i:i + chunk], y).sum(2).sum(1)
+    return total / (x.shape[1] * y.shape[1])
+
+
+def energy_distance(x: Tensor, y: Tensor, yy: Tensor | None = None) -> Tensor:
+    """√(2 E‖X−Y‖ − E‖X−X′‖ − E‖Y−Y′‖) between the empirical distributions of ``x`` [R, n, d] and
+    ``y`` [R, m, d] → [R]. ``yy`` = E‖Y−Y′‖ may be passed when ``y`` is fixed (the data sample)."""
+    yy = mean_distance(y, y) if yy is None else yy
+    e2 = 2.0 * mean_distance(x, y) - mean_distance(x, x) - yy
+    return e2.clamp_min(0).sqrt()
+
+
+def wasserstein1(x: Tensor, y: Tensor) -> Tensor:
+    """W1 between the empirical distributions of 1-D samples ``x``, ``y`` [R, n] (equal sizes):
+    the mean |x₍ᵢ₎ − y₍ᵢ₎| of the sorted samples (= ``scipy.stats.wasserstein_distance``)."""
+    if x.shape != y.shape:
+        raise ValueError(f"wasserstein1 needs equal sample sizes: got {tuple(x.shape)} and {tuple(y.shape)}")
+    return (x.sort(-1).values - y.sort(-1).values).abs().mean(-1)
+
+
+# --- labels ----------------------------------------------------------------------------------
+
+def _last(series: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
+    """Each run's value at its last valid record (NaN where there is none)."""
+    last = np.maximum(n_valid - 1, 0)
+    v = series[np.arange(series.shape[0]), last]
+    return np.where(n_valid > 0, v, np.nan)
+
+
+def fit_labels(modes: np.ndarray, high_quality: np.ndarray, kl: np.ndarray, n_modes: int,
+               th: dict[str, float] | None = None) -> np.ndarray:
+    """The fit label [R] from final ``modes``, ``high_quality``, ``kl`` [R] (see the module
+    docstring for the rule); NaN metrics give ``n/a``."""
+    th = {**FIT_DEFAULTS, **(th or {})}
+    kappa = kl / math.log(n_modes) if n_modes > 1 else np.zeros_like(kl)
+    label = np.full(len(modes), "underfit", dtype=object)
+    with np.errstate(invalid="ignore"):
+        label[kappa >= th["collapse_kl"]] = "mode_collapse"
+        fit = (modes >= th["fit_modes"] * n_modes) & (high_quality >= th["fit_quality"]) \
+            & (kappa <= th["fit_kl"])
+    label[fit] = "fit"
+    label[~(np.isfinite(modes) & np.isfinite(high_quality) & np.isfinite(kl))] = "n/a"
+    return label
+
+
+def sample_dynamics(steps: np.ndarray, mass: np.ndarray, n_valid: np.ndarray, stopped: np.ndarray,
+                    th: dict[str, float] | None = None, energy: np.ndarray | None = None
+                    ) -> dict[str, np.ndarray]:
+    """The dynamics label and evidence [R] of a neural game, from the mode histograms ``mass``
+    [R, T, K] (each record's p̂) and the energy distances ``energy`` [R, T] (None: not used) at
+    ``steps`` [T] (see the module docstring for the rule)."""
+    th = {**FIT_DEFAULTS, **(th or {})}
+    R, T, K = mass.shape
+    last = np.maximum(n_valid - 1, 0)
+    start = np.minimum(np.floor(last * (1.0 - th["late_fraction"])).astype(int), np.maximum(last - 1, 0))
+    t_idx = np.arange(T)
+    window = (t_idx[None, :] >= start[:, None]) & (t_idx[None, :] <= last[:, None]) \
+        & (n_valid[:, None] > 0)
+
+    m = np.nan_to_num(mass, nan=0.0)
+    tv = 0.5 * np.abs(np.diff(m, axis=1)).sum(-1)                        # [R, T-1]
+    pair = window[:, 1:] & window[:, :-1]
+    tv_w = np.where(pair, tv, np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN windows: movement NaN
+        movement = np.nanmedian(tv_w, 1) if T > 1 else np.full(R, np.nan)
+
+        held = (m >= th["hold_fraction"] / K) & window[:, :, None]        # [R, T, K]
+        visited = held.any(1).sum(1)
+        n_held = np.where(window, held.sum(2), np.nan)
+        held_typ = np.nan_to_num(np.nanmedian(n_held, 1), nan=0.0)
+        union = (held[:, 1:] | held[:, :-1]).sum(2)
+        inter = (held[:, 1:] & held[:, :-1]).sum(2)
+        jac = np.where(union > 0, 1.0 - inter / np.maximum(union, 1), 0.0)
+        turnover = np.where(pair.any(1), (jac * pair).sum(1) / np.maximum(pair.sum(1), 1), np.nan)
+        hopping = (visited - held_typ) >= th["hop_modes"]
+
+        # the most varying mode mass, smoothed over 3 records, and its oscillation
+        smooth = m.copy()
+        if T >= 3:
+            smooth[:, 1:-1] = (m[:, :-2] + m[:, 1:-1] + m[:, 2:]) / 3.0
+        period, amplitude, cycles = _oscillation(np.asarray(steps, dtype=float), smooth, window)
+        oscillating = (cycles >= th["min_cycles"]) & (amplitude >= th["cycle_mass"] / K)
+
+        if energy is not None:
+            steps_f = np.asarray(steps, dtype=float)
+            loge = np.log(np.maximum(np.where(window, energy, 1.0), 1e-300))
+            W = steps_f[last] - steps_f[start]
+            trend = np.exp(_masked_slope(steps_f, np.nan_to_num(loge), window) * W)
+        else:
+            trend = np.ones(R)
+        settled = (trend <= th["settle_energy"]) & (trend >= 1.0 / th["settle_energy"])
+        label = np.full(R, "drifting", dtype=object)
+        label[(movement <= th["settle_tv"]) & settled] = "converged"
+        label[hopping | oscillating] = "cycling"
+        label[stopped] = "diverged"
+    return {"dynamics": label, "movement": movement, "energy_trend": trend,
+            "modes_visited": visited.astype(float), "modes_held": held_typ,
+            "mode_turnover": turnover, "mode_hopping": hopping,
+            "period": period, "amplitude": amplitude, "cycles": cycles}
+
+
+# --- the per-rule table ------------------------------------------------------------------------
+
+def _plain(value: object) -> object:
+    """5.0 → 5 (integer parameters come back as floats from columns holding NaN)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def display_labels(runs: pd.DataFrame) -> pd.Series:
+    """``rule_label`` with the parameters that vary between alternatives of the same rule spelled
+    out even where they take their default (``unrolled`` beside ``unrolled(k=10)`` becomes
+    ``unrolled(k=5)``), for tables and figures."""
+    out = runs["rule_label"].astype(str).copy()
+    for rule, group in runs.groupby("rule", sort=False):
+        cols = [c for c in runs.columns if c.startswith("rule.") and group[c].nunique(dropna=True) > 1]
+        if not cols:
+            continue
+        bare = group.index[group["rule_label"] == rule]
+        for i in bare:
+            params = ", ".join(f"{c[5:]}={_plain(group.at[i, c])}" for c in cols)
+            out.at[i] = f"{rule}({params})"
+    return out
+
+
+
+def rule_table(runs: pd.DataFrame, by: tuple[str, ...] = ("game_label", "rule_label")) -> pd.DataFrame:
+    """Per rule (and game): runs, modes captured (mean ± s.e.), high-quality % (mean ± s.e.), KL
+    (mean ± s.e.), and the fractions of runs labelled mode_collapse and fit, from the runs table's
+    final-record columns ``modes``, ``high_quality``, ``kl`` and ``fit``. Rules are named by
+    :func:`display_labels`."""
+    runs = runs.assign(rule_label=display_labels(runs))
+    g = runs.groupby(list(by), sort=False)
+
+    def se(s: pd.Series) -> float:
+        return float(s.std(ddof=1) / math.sqrt(s.count())) if s.count() > 1 else float("nan")
+
+    out = pd.DataFrame({
+        "runs": g.size(),
+        "modes": g["modes"].mean(), "modes_se": g["modes"].agg(se),
+        "high_quality_pct": 100 * g["high_quality"].mean(),
+        "high_quality_pct_se": 100 * g["high_quality"].agg(se),
+        "kl": g["kl"].mean(), "kl_se": g["kl"].agg(se),
+        "mode_collapse": g["fit"].apply(lambda s: float((s == "mode_collapse").mean())),
+        "fit": g["fit"].apply(lambda s: float((s == "fit").mean())),
+    })
+    if "dynamics" in runs:
+        out["converged"] = g["dynamics"].apply(lambda s: float((s == "converged").mean()))
+        out["cycling"] = g["dynamics"].apply(lambda s: float((s == "cycling").mean()))
+    if "mode_hopping" in runs:
+        out["mode_hopping"] = g["mode_hopping"].apply(lambda s: float(s.astype(bool).mean()))
+    return out.reset_index()
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """The :func:`rule_table` as a Markdown table (mean ± s.e.); the game column only when the
+    table has several games."""
+    games = table["game_label"].nunique() > 1
+    head = "| game | rule |" if games else "| rule |"
+    head += " runs | modes | high quality % | KL | mode collapse | fit |"
+    lines = [head, ("|---" if games else "") + "|---|---:|---:|---:|---:|---:|---:|"]
+    for _, r in table.iterrows():
+        lines.append(
+            (f"| {r['game_label']} " if games else "") + f"| {r['rule_label']} | {int(r['runs'])} | "
+            f"{r['modes']:.2f} ± {np.nan_to_num(r['modes_se']):.2f} | "
+            f"{r['high_quality_pct']:.1f} ± {np.nan_to_num(r['high_quality_pct_se']):.1f} | "
+            f"{r['kl']:.3f} ± {np.nan_to_num(r['kl_se']):.3f} | {r['mode_collapse']:.0%} | {r['fit']:.0%} |")
+    return "\n".join(lines) + "\n"
