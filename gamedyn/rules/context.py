@@ -104,21 +104,14 @@ class Context:
         once). E.g. consensus optimisation's ∇(½‖ξ‖²) = Jᵀξ. Counts one Hessian-vector product."""
         leaves = self._leaves(params)
         losses = self.losses(leaves)
-        flat = [(pl, k) for pl in leaves for k in leaves[pl]]
         field = {}
         for pl in leaves:
             names = list(leaves[pl])
             gs = torch.autograd.grad(losses[pl].sum(), [leaves[pl][k] for k in names],
                                      create_graph=True)
             field[pl] = dict(zip(names, gs))
-        dot = sum((field[pl][k] * vector[pl][k]).sum() for pl, k in flat)
-        out = torch.autograd.grad(dot, [leaves[pl][k] for pl, k in flat],
-                                  create_graph=self.create_graph, allow_unused=True)
         self.counts["hvps"] += 1
-        res: Params = {pl: {} for pl in leaves}
-        for (pl, k), g in zip(flat, out):
-            res[pl][k] = torch.zeros_like(leaves[pl][k]) if g is None else g
-        return res
+        return self._grad_of_dot(field, vector, leaves)
 
     @torch.enable_grad()
     def field_jvp(self, params: Params, vector: Params) -> Params:
@@ -130,14 +123,18 @@ class Context:
         counts = dict(self.counts)
         jt_u = graph.field_vjp(params, u)
         self.counts.update(counts)
-        flat = [(pl, k) for pl in u for k in u[pl]]
-        dot = sum((jt_u[pl][k] * vector[pl][k]).sum() for pl, k in flat)
-        out = torch.autograd.grad(dot, [u[pl][k] for pl, k in flat],
-                                  create_graph=self.create_graph, allow_unused=True)
         self.counts["hvps"] += 1
-        res: Params = {pl: {} for pl in u}
+        return self._grad_of_dot(jt_u, vector, u)
+
+    def _grad_of_dot(self, a: Params, b: Params, wrt: Params) -> Params:
+        """∂⟨a, b⟩/∂wrt (zeros where ⟨a, b⟩ does not depend on a tensor), player by parameter."""
+        flat = [(pl, k) for pl in wrt for k in wrt[pl]]
+        dot = sum((a[pl][k] * b[pl][k]).sum() for pl, k in flat)
+        out = torch.autograd.grad(dot, [wrt[pl][k] for pl, k in flat],
+                                  create_graph=self.create_graph, allow_unused=True)
+        res: Params = {pl: {} for pl in wrt}
         for (pl, k), g in zip(flat, out):
-            res[pl][k] = torch.zeros_like(u[pl][k]) if g is None else g
+            res[pl][k] = torch.zeros_like(wrt[pl][k]) if g is None else g
         return res
 
     def init_optimizers(self, params: Params) -> dict[str, Any]:
