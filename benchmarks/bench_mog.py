@@ -24,7 +24,7 @@ Reported: run-steps per second and the speed-up over the sequential loop; achiev
 3 × the forward FLOPs of G on 512 latents and D on 1,024 samples per run-step (forward plus a
 backward of twice its cost; a model-FLOP estimate, as in MFU accounting), against a plain float32
 matmul of 2048² (and of the workload's own shape) timed in the same invocation; and each path's peak
-resident memory above a bare interpreter (a forked child running 60 steps of it).
+resident memory above its imports (a spawned child running two record intervals of it).
 A micro-benchmark compares ``torch.baddbmm`` stacks with ``torch.func`` (``stack_module_state`` +
 ``vmap`` + ``functional_call``) for the forward and backward of both networks.
 
@@ -212,18 +212,31 @@ def matmul_gflops() -> tuple[float, float]:
     return big, small
 
 
-def _child(fn: Callable[[int, int, int], Progress], n_runs: int, steps: int, queue) -> None:
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def _peak_kib() -> int:
+    """This process's peak resident set (VmHWM, KiB): per address space, so a spawned child starts
+    afresh (``ru_maxrss`` would carry the parent's peak across fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _child(name: str, record_every: int, n_runs: int, steps: int, threads: int, queue) -> None:
+    torch.set_num_threads(threads)
+    fn = _paths(record_every)[name]
+    before = _peak_kib()
     for _ in fn(n_runs, steps, steps):
         pass
-    queue.put((before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    queue.put((before, _peak_kib()))
 
 
-def peak_memory(fn: Callable[[int, int, int], Progress], n_runs: int, steps: int) -> float:
-    """MiB of peak resident memory added by running ``fn`` in a forked child (Linux ru_maxrss in KiB)."""
-    ctx = mp.get_context("fork")
+def peak_memory(name: str, record_every: int, n_runs: int, steps: int, threads: int) -> float:
+    """MiB of peak resident memory added by running path ``name`` for ``steps`` steps in a fresh
+    (spawned) child: its peak after the run against its peak after the imports. (A forked child
+    would inherit the parent's OpenMP thread pool, which hangs.)"""
+    ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(fn, n_runs, steps, q))
+    p = ctx.Process(target=_child, args=(name, record_every, n_runs, steps, threads, q))
     p.start()
     before, after = q.get()
     p.join()
@@ -295,19 +308,33 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     R, S = args.runs, args.steps
 
-    paths: dict[str, Callable[[int, int, int], Progress]] = {
-        "sequential nn.Module": sequential,
-        "hand-batched bmm": hand_batched,
-        f"gamedyn, recording every {args.record_every}": gamedyn_path(args.record_every),
-        "gamedyn, no recording": gamedyn_path(None),
-    }
+    paths = _paths(args.record_every)
     big, small = matmul_gflops()
     micro = forward_backward_micro(R)
     seconds = interleaved(paths, R, S, args.chunk)
     big2, small2 = matmul_gflops()
     big, small = max(big, big2), max(small, small2)
-    memory = {} if args.no_memory else {name: peak_memory(fn, R, 60) for name, fn in paths.items()}
+    report(seconds, big, small, micro, args)
+    if not args.no_memory:
+        memory = {name: peak_memory(name, args.record_every, R, min(S, 2 * args.record_every),
+                                    args.threads) for name in paths}
+        print("peak resident memory above the imports (a spawned child, "
+              f"{min(S, 2 * args.record_every)} steps): "
+              + ", ".join(f"{name}: {mib:.0f} MiB" for name, mib in memory.items()))
 
+
+def _paths(record_every: int) -> dict[str, Callable[[int, int, int], Progress]]:
+    return {
+        "sequential nn.Module": sequential,
+        "hand-batched bmm": hand_batched,
+        f"gamedyn, recording every {record_every}": gamedyn_path(record_every),
+        "gamedyn, no recording": gamedyn_path(None),
+    }
+
+
+def report(seconds: dict[str, float], big: float, small: float, micro: dict[str, float],
+           args: argparse.Namespace) -> None:
+    R, S = args.runs, args.steps
     flops = flops_per_run_step()
     seq = seconds["sequential nn.Module"]
     print(f"8-Gaussian ring, R = {R} runs × {S} steps, G 64→128→128→2, D 2→128→128→1, batch 512, "
@@ -316,14 +343,13 @@ def main() -> None:
     print(f"plain matmul: {big:.1f} GFLOP/s (2048² float32), {small:.1f} GFLOP/s (bmm 8×[512,128]@[128,128])")
     print(f"model FLOPs per run-step: {flops / 1e6:.1f} MFLOP (3 × forward of G and D)")
     print(f"{'path':34s} {'seconds':>8s} {'run-steps/s':>12s} {'× sequential':>13s} "
-          f"{'GFLOP/s':>8s} {'% of matmul':>11s} {'peak MiB':>9s}")
+          f"{'GFLOP/s':>8s} {'% of matmul':>11s}")
     for name, sec in seconds.items():
         rate = R * S / sec
         gf = rate * flops / 1e9
-        mem = f"{memory[name]:9.0f}" if name in memory else f"{'-':>9s}"
-        print(f"{name:34s} {sec:8.1f} {rate:12.1f} {seq / sec:13.2f} {gf:8.1f} {100 * gf / big:10.0f}% {mem}")
+        print(f"{name:34s} {sec:8.1f} {rate:12.1f} {seq / sec:13.2f} {gf:8.1f} {100 * gf / big:10.0f}%")
     print("forward+backward of G and D on one step's samples, R runs stacked: "
-          + ", ".join(f"{k} {v:.1f} ms" for k, v in micro.items()))
+          + ", ".join(f"{k} {v:.1f} ms" for k, v in micro.items()), flush=True)
 
 
 if __name__ == "__main__":

@@ -46,9 +46,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .. import fit
+from .. import costs, fit
 from ..component import Param
 from ..errors import StudyError
 from ..nets import ACTIVATIONS, INITS, MLP
@@ -57,7 +56,7 @@ from .base import Params, SampleGame, Tensor
 
 #: Stream ids of the fixed evaluation sample (latents, data), apart from training and recording.
 EVAL_STREAM = 0x5EED_E7A1
-GEN_COSTS = ("auto", "minimax", "non_saturating", "maximum_likelihood")
+GEN_COSTS = ("auto", *costs.COST_NAMES)
 
 _NET = {
     "loss": Param(str, "gan", "objective", choices=("gan", "nsgan", "wgan")),
@@ -114,19 +113,14 @@ def net_params(**data: Param) -> dict[str, Param]:
 def _objective(loss: str, gen_cost: str, ar: Tensor, wr: Tensor, af: Tensor, wf: Tensor
                ) -> dict[str, Tensor]:
     """The players' losses [R] from logits on real ``ar`` and generated ``af`` samples [R, n] and
-    their weights (see the module docstring)."""
+    their weights (see the module docstring); V and the costs f from :mod:`gamedyn.costs`."""
     if loss == "wgan":
-        value = (wr * ar).sum(1) - (wf * af).sum(1)
-        return {"gen": value, "disc": -value}
-    value = -(wr * F.softplus(-ar)).sum(1) - (wf * F.softplus(af)).sum(1)
+        v = (wr * ar).sum(1) - (wf * af).sum(1)
+        return {"gen": v, "disc": -v}
+    v = costs.value(ar, wr, af, wf)
     cost = gen_cost if gen_cost != "auto" else ("non_saturating" if loss == "nsgan" else "minimax")
-    if cost == "minimax":
-        gen = value
-    elif cost == "non_saturating":
-        gen = (wf * F.softplus(-af)).sum(1)
-    else:  # maximum_likelihood
-        gen = -(wf * torch.exp(af)).sum(1)
-    return {"gen": gen, "disc": -value}
+    gen = v if cost == "minimax" else (wf * costs.generator_cost(cost).f(af)).sum(1)
+    return {"gen": gen, "disc": -v}
 
 
 class MixtureGame(SampleGame):
