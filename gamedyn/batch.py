@@ -57,7 +57,7 @@ def batch_id(runs: list[Run]) -> str:
 
 
 def run_batch(runs: list[Run], thresholds: dict[str, float] | None = None,
-              threads: int | None = None, device: str = "cpu") -> BatchResult:
+              threads: int | None = None, device: str = "cpu", compile: str = "auto") -> BatchResult:
     """Build the game, rule and optimizers for ``runs`` (which share structure), step all R runs at
     once for the study's budget, and return their diagnosed results.
 

@@ -45,7 +45,8 @@ def _run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     study = load_study(args.study)
     results = run_study(study, out=args.out, jobs=args.jobs, fresh=args.fresh,
-                        progress=not args.quiet, backend=args.backend, scheduler=args.scheduler)
+                        progress=not args.quiet, backend=args.backend, scheduler=args.scheduler,
+                        compile=args.compile, device=args.device)
     figures = [] if args.no_figures else write_report(results)
     if not args.quiet:
         _summary(results, figures, time.perf_counter() - start)
@@ -109,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="the Dask scheduler, e.g. tcp://HOST:8786 (with --backend dask)")
     run.add_argument("--no-figures", action="store_true", help="do not draw the figures")
+    run.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                     help="fuse chunks of steps with torch.compile: auto (where it pays and the "
+                          "game and rule trace), on (wherever they trace), off (eager)")
+    run.add_argument("--device", default="cpu", help="where batches run: cpu (default) or cuda")
     run.set_defaults(func=_run)
     ls = sub.add_parser("list", help="the games, rules and optimizers, with parameters and defaults")
     ls.set_defaults(func=lambda a: print(_catalogue()) or 0)

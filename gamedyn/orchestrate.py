@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from joblib import Parallel, delayed, parallel_config
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from tqdm import tqdm
 
-from . import plugins
+from . import fuse, plugins
 from .batch import BatchResult, batch_id, run_batch
 from .errors import StudyError
 from .results import FAILURE_COLUMNS, Results, ResultsFolder, load
@@ -62,13 +63,14 @@ class BatchFailure:
 
 
 def execute(runs: list[Run], thresholds: dict[str, float], threads: int | None,
-            plugin_sources: dict[str, str] | None = None) -> BatchResult | BatchFailure:
+            plugin_sources: dict[str, str] | None = None, compile: str = "auto",
+            device: str = "cpu") -> BatchResult | BatchFailure:
     """Run one batch in a worker; an exception becomes a :class:`BatchFailure` (with its traceback)
     so that it does not stop the other batches."""
     try:
         if plugin_sources:
             provide_plugins(plugin_sources)
-        return run_batch(runs, thresholds, threads)
+        return run_batch(runs, thresholds, threads, device=device, compile=compile)
     except Exception as e:
         return BatchFailure(batch_id(runs), [r.run_id for r in runs], type(e).__name__, str(e),
                             traceback.format_exc())
@@ -82,15 +84,22 @@ def provide_plugins(sources: dict[str, str]) -> None:
 
 
 def run_study(study: Study, out: str | Path = "results", jobs: int = 1, fresh: bool = False,
-              progress: bool = True, *, backend: str = "loky", scheduler: Any = None) -> Results:
+              progress: bool = True, *, backend: str = "loky", scheduler: Any = None,
+              compile: str = "auto", device: str = "cpu") -> Results:
     """Execute every batch of ``study`` not already on disk under ``out/<name>`` and assemble the
     results; returns them as :class:`Results`, whose ``.failures`` lists the runs whose batch raised.
 
     ``backend="dask"`` runs the batches on a Dask distributed cluster: ``scheduler`` is its address
     (``tcp://HOST:PORT``) or a ``distributed.Client``; ``jobs`` is then ignored (the cluster's
-    threads set the parallelism). Raises :class:`StudyError` for a folder in use or holding another
+    threads set the parallelism). ``compile`` (auto | on | off) chooses fused, compiled stepping
+    (:mod:`gamedyn.fuse`); ``device`` is where batches run (``cpu``, ``cuda``). Raises
+    :class:`StudyError` for a bad device or mode, a folder in use or holding another
     study, an unreachable cluster, or a study of which every run failed.
     """
+    check_device(device)
+    if compile not in fuse.MODES:
+        raise StudyError("--compile", f"{compile!r} is not accepted: expected one of "
+                                      f"{', '.join(fuse.MODES)}")
     if backend not in BACKENDS:
         raise StudyError("--backend", f"{backend!r} is not accepted: expected one of "
                                       f"{', '.join(BACKENDS)}")
@@ -104,7 +113,8 @@ def run_study(study: Study, out: str | Path = "results", jobs: int = 1, fresh: b
         todo = [b for b, i in zip(batches, ids) if not folder.has(i)]
         n_todo = sum(map(len, todo))
         with _progress(study, len(study.runs) - n_todo, progress) as bar:
-            failed = _execute_all(study, todo, folder, bar, progress, backend, scheduler, jobs)
+            failed = _execute_all(study, todo, folder, bar, progress, backend, scheduler, jobs,
+                                  compile, device)
         bad = {f.batch_id for f in failed}
         folder.write_failures(_failures_table(study, failed))
         folder.assemble([i for i in ids if i not in bad], [r.run_id for r in study.runs])
@@ -117,14 +127,16 @@ def run_study(study: Study, out: str | Path = "results", jobs: int = 1, fresh: b
 
 
 def _execute_all(study: Study, todo: list[list[Run]], folder: ResultsFolder, bar: tqdm,
-                 progress: bool, backend: str, scheduler: Any, jobs: int) -> list[BatchFailure]:
+                 progress: bool, backend: str, scheduler: Any, jobs: int, compile: str = "auto",
+                 device: str = "cpu") -> list[BatchFailure]:
     """Run the batches on the backend, writing each finished one as it arrives; returns the
     failures."""
     failed: list[BatchFailure] = []
     if not todo:
         return failed
     with _backend(backend, scheduler, jobs, study.runs[0].plugins) as plan:
-        tasks = (delayed(execute)(b, study.thresholds, plan.threads, plan.sources) for b in todo)
+        tasks = (delayed(execute)(b, study.thresholds, plan.threads, plan.sources, compile, device)
+                 for b in todo)
         results = iter(Parallel(n_jobs=plan.n_jobs, return_as="generator_unordered")(tasks))
         while True:
             try:
@@ -146,6 +158,20 @@ def _execute_all(study: Study, todo: list[list[Run]], folder: ResultsFolder, bar
                           f"{result.error}: {_first_line(result.message)}", file=sys.stderr)
             bar.update(len(result.run_ids))
     return failed
+
+
+def check_device(device: str) -> None:
+    """Refuse a device torch cannot use here, in one line (``cuda`` without a GPU, a typo)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise StudyError("--device", f"{device!r} is not a device: expected cpu, cuda or cuda:N"
+                         ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise StudyError("--device", f"{device!r}: no CUDA device is available here "
+                                     f"(torch {torch.__version__}); use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise StudyError("--device", f"{device!r} is not supported: expected cpu or cuda")
 
 
 def _first_line(text: str, width: int = 200) -> str:
