@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import diagnose, plugins, stability
+from . import diagnose, fuse, plugins, stability
 from .games import GAMES
 from .init import initial_params
 from .optim import OPTIMIZERS
@@ -19,6 +19,9 @@ from .record import Recorder
 from .regularizers import REGULARIZERS
 from .rules import RULES, Context
 from .study import Run
+
+#: Records between checks for runs that all stopped (the batch then ends early).
+ALIVE_EVERY = 32
 
 
 @dataclasses.dataclass
@@ -86,24 +89,26 @@ def run_batch(runs: list[Run], thresholds: dict[str, float] | None = None,
     predicted = stability.predict(game, rule, optimizers, regularizer=regularizer, n_runs=len(runs))
     ctx = Context(game, optimizers, regularizer=regularizer)
     recorder = Recorder(game, len(runs), cfg["steps"], cfg["record_every"], th["blowup"])
+    stepper = fuse.Stepper(rule, ctx, recorder, compile, cfg["steps"], cfg["record_every"],
+                           signature=(runs[0].batch_key, len(runs), device))
 
     start = time.perf_counter()
     done = 0
     with torch.no_grad():
         recorder.record(0, params)
         state = rule.init(ctx, params)
-        for step in range(1, cfg["steps"] + 1):
-            with torch.enable_grad():
-                params, state = rule.step(ctx, params, state)
+        for i, step in enumerate(recorder.steps[1:], 1):
+            params, state, row = stepper.advance(params, state, step - done)
+            recorder.store(step, row)
             done = step
-            if recorder.due(step) and not recorder.record(step, params):
+            if i % ALIVE_EVERY == 0 and not recorder.alive():
                 break
     wall = time.perf_counter() - start
-    return _collect(runs, recorder, ctx, th, wall, done, predicted)
+    return _collect(runs, recorder, ctx, th, wall, done, predicted, stepper)
 
 
 def _collect(runs: list[Run], recorder: Recorder, ctx: Context, th: dict[str, float],
-             wall: float, done: int, predicted: np.ndarray) -> BatchResult:
+             wall: float, done: int, predicted: np.ndarray, stepper: fuse.Stepper) -> BatchResult:
     steps, values, n_valid = recorder.arrays()
     V = recorder.variables
     ncoord = len(recorder.coord_vars)
@@ -133,6 +138,9 @@ def _collect(runs: list[Run], recorder: Recorder, ctx: Context, th: dict[str, fl
     rows["batch_id"] = bid
     rows["batch_size"] = len(runs)
     rows["wall_time"] = wall / len(runs)
+    rows["stepping"] = stepper.kind
+    rows["stepping_note"] = stepper.note
+    rows["compile_time"] = stepper.compile_seconds
 
     valid = np.arange(len(steps))[None, :] < n_valid[:, None]
     rr, tt = np.nonzero(valid)

@@ -51,7 +51,8 @@ class Recorder:
         self.values: torch.Tensor | None = None  # [T, R, V], allocated at the first record
         self.n_runs = n_runs
         self.n_valid = torch.zeros(n_runs, dtype=torch.long)
-        self.alive = torch.ones(n_runs, dtype=torch.bool)
+        self.alive_runs = torch.ones(n_runs, dtype=torch.bool)
+        self._judged = self._stored = 0
         self.stop_reason = np.full(n_runs, None, dtype=object)
         self.blowup = blowup
         self._scale = None
@@ -59,8 +60,9 @@ class Recorder:
     def due(self, step: int) -> bool:
         return step in self._index
 
-    def _row(self, params: Params) -> dict[str, torch.Tensor]:
-        """Every recorded variable at ``params``, each [R, k] (k coordinates) or [R]."""
+    def columns(self, params: Params) -> dict[str, torch.Tensor]:
+        """Every recorded variable at ``params``, each [R, k] (k coordinates) or [R]: pure tensor
+        code (no bookkeeping), so that :mod:`gamedyn.fuse` can compile it with the steps."""
         R = self.n_runs
         cols: dict[str, torch.Tensor] = {}
         for player, named in params.items():
@@ -83,38 +85,68 @@ class Recorder:
                 ((params[pl][k].detach() - self.eq[pl][k]).reshape(R, -1) ** 2).sum(1)
                 for pl in params for k in params[pl]))
         for name, value in metrics.items():
-            cols[name] = value.detach()
-        self._metric_width = sum(v.reshape(R, -1).shape[1] for v in metrics.values())
+            cols[f"metric:{name}"] = value.detach()
         return cols
 
-    def record(self, step: int, params: Params) -> bool:
-        """Record ``params`` at ``step``; returns whether any run is still alive."""
-        cols = self._row(params)
-        row = torch.cat([c.reshape(self.n_runs, -1).to(self.game.dtype) for c in cols.values()], 1)
+    def row(self, params: Params) -> torch.Tensor:
+        """The record at ``params`` as one [R, V] tensor (V = ``len(self.variables)``)."""
+        return self._cat(self.columns(params))
+
+    def _cat(self, cols: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([c.reshape(self.n_runs, -1).to(self.game.dtype) for c in cols.values()], 1)
+
+    def record(self, step: int, params: Params) -> None:
+        """Record ``params`` at ``step`` (eagerly; the first record names the variables)."""
+        cols = self.columns(params)
         if self.values is None:
             n_params = sum(len(named) for named in params.values())  # the first entries of cols
-            self.variables = self.coord_vars + list(cols)[n_params:]
-            self.values = torch.full((len(self.steps), self.n_runs, row.shape[1]), math.nan,
+            names = list(cols)[n_params:]
+            self.variables = self.coord_vars + [n.removeprefix("metric:") for n in names]
+            self._metric_width = sum(c.reshape(self.n_runs, -1).shape[1]
+                                     for n, c in cols.items() if n.startswith("metric:"))
+            self._size_col = (self.variables.index("distance") if self.eq is not None else None)
+            self.values = torch.full((len(self.steps), self.n_runs, len(self.variables)), math.nan,
                                      dtype=self.game.dtype)
+        self.store(step, self._cat(cols))
+
+    def store(self, step: int, row: torch.Tensor) -> None:
+        """Keep a record computed elsewhere (a compiled chunk's). Whether runs stopped is judged
+        later, for many records at once (:meth:`alive`), to keep the per-record cost to one copy."""
         i = self._index[step]
         self.values[i] = row
-        n_core = row.shape[1] - self._metric_width
-        finite = torch.isfinite(row[:, :n_core]).all(1)  # a metric may be undefined (NaN)
-        if self.eq is not None:
-            size = cols["distance"]
-        else:
-            size = row[:, : len(self.coord_vars)].abs().amax(1)
+        self._stored = i + 1
+
+    def alive(self) -> bool:
+        """Judge the records stored since the last call and say whether any run is still alive.
+
+        A run stops at its first record whose core values (metrics aside) are not all finite, or
+        whose size (distance to the equilibrium, else its largest coordinate) exceeds ``blowup`` ×
+        max(1, size at step 0); that record and the later ones are discarded."""
+        lo, hi = self._judged, self._stored
+        if hi <= lo:
+            return bool(self.alive_runs.any())
+        block = self.values[lo:hi]                                           # [t, R, V]
+        n_core = block.shape[2] - self._metric_width
+        finite = torch.isfinite(block[:, :, :n_core]).all(2)                 # [t, R]
+        size = (block[:, :, self._size_col] if self._size_col is not None
+                else block[:, :, : len(self.coord_vars)].abs().amax(2))
         if self._scale is None:
-            self._scale = torch.clamp(size, min=1.0)
-        blown = size > self.blowup * self._scale
-        bad = self.alive & (~finite | blown)
-        self.stop_reason[bad.numpy()] = np.where(finite[bad].numpy(), "blowup", "nonfinite")
-        self.alive &= ~bad
-        self.n_valid[self.alive] = i + 1
-        return bool(self.alive.any())
+            self._scale = torch.clamp(size[0], min=1.0)
+        bad = ~finite | (size > self.blowup * self._scale)                     # NaN size: not blown
+        bad &= self.alive_runs[None, :]
+        hit = bad.any(0)
+        first = torch.where(hit, bad.to(torch.int8).argmax(0), hi - lo)      # first bad record
+        self.n_valid = torch.where(self.alive_runs, lo + first, self.n_valid)
+        reason = ~finite.gather(0, first.clamp(max=hi - lo - 1)[None, :])[0]
+        idx = hit.nonzero().flatten().numpy()
+        self.stop_reason[idx] = np.where(reason[hit].numpy(), "nonfinite", "blowup")
+        self.alive_runs &= ~hit
+        self._judged = hi
+        return bool(self.alive_runs.any())
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(steps [T], values [R, T, V] with NaN past each run's stop, n_valid [R])."""
+        self.alive()
         values = self.values.transpose(0, 1).numpy().astype(float, copy=True)
         n_valid = self.n_valid.numpy()
         values[np.arange(values.shape[1])[None, :] >= n_valid[:, None]] = np.nan

@@ -20,7 +20,7 @@ SPEC = {"name": "small", "game": ["bilinear", {"name": "dirac", "loss": ["gan", 
         "rules": ["simultaneous", {"name": "alternating", "disc_steps": [1, 3]}],
         "optimizer": {"name": "sgd", "lr": [0.1, 0.2]}, "init": {"dist": "normal", "scale": 1.0},
         "seeds": 2, "steps": 40, "record_every": 2, "max_batch": 3}
-TIMING = ["wall_time"]
+TIMING = ["wall_time", "compile_time"]
 
 
 def test_dask_cluster_results_equal_a_local_run(tmp_path, cli):

@@ -26,7 +26,7 @@ from .conftest import ROOT
 KILL_SPEC = {"name": "killme", "game": "bilinear", "rules": ["sleepy_for_test"],
              "optimizer": {"name": "sgd", "lr": [0.1, 0.2]}, "init": {"dist": "normal", "scale": 1.0},
              "seeds": 8, "steps": 60, "max_batch": 2, "plugins": ["tests.plugin_rules"]}  # 8 batches
-TIMING = ["wall_time"]
+TIMING = ["wall_time", "compile_time"]
 
 
 def _gamedyn(args: list, nap: float = 0.0, **popen) -> subprocess.Popen:
