@@ -46,7 +46,8 @@ def _run(args: argparse.Namespace) -> int:
     study = load_study(args.study)
     results = run_study(study, out=args.out, jobs=args.jobs, fresh=args.fresh,
                         progress=not args.quiet, backend=args.backend, scheduler=args.scheduler,
-                        compile=args.compile, device=args.device)
+                        compile=args.compile, device=args.device,
+                        memory_budget=args.memory_budget)
     figures = [] if args.no_figures else write_report(results)
     if not args.quiet:
         _summary(results, figures, time.perf_counter() - start)
@@ -114,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="fuse chunks of steps with torch.compile: auto (where it pays and the "
                           "game and rule trace), on (wherever they trace), off (eager)")
     run.add_argument("--device", default="cpu", help="where batches run: cpu (default) or cuda")
+    run.add_argument("--memory-budget", metavar="MIB",
+                     help="the most memory one batch (one worker) may use, in MiB or as 512MiB, "
+                          "2GiB; overrides the study's memory_budget (default 2048): batches hold "
+                          "fewer runs where they would not fit")
     run.set_defaults(func=_run)
     ls = sub.add_parser("list", help="the games, rules and optimizers, with parameters and defaults")
     ls.set_defaults(func=lambda a: print(_catalogue()) or 0)

@@ -85,16 +85,19 @@ def provide_plugins(sources: dict[str, str]) -> None:
 
 def run_study(study: Study, out: str | Path = "results", jobs: int = 1, fresh: bool = False,
               progress: bool = True, *, backend: str = "loky", scheduler: Any = None,
-              compile: str = "auto", device: str = "cpu") -> Results:
+              compile: str = "auto", device: str = "cpu",
+              memory_budget: int | str | None = None) -> Results:
     """Execute every batch of ``study`` not already on disk under ``out/<name>`` and assemble the
     results; returns them as :class:`Results`, whose ``.failures`` lists the runs whose batch raised.
 
     ``backend="dask"`` runs the batches on a Dask distributed cluster: ``scheduler`` is its address
     (``tcp://HOST:PORT``) or a ``distributed.Client``; ``jobs`` is then ignored (the cluster's
     threads set the parallelism). ``compile`` (auto | on | off) chooses fused, compiled stepping
-    (:mod:`gamedyn.fuse`); ``device`` is where batches run (``cpu``, ``cuda``). Raises
-    :class:`StudyError` for a bad device or mode, a folder in use or holding another
-    study, an unreachable cluster, or a study of which every run failed.
+    (:mod:`gamedyn.fuse`); ``device`` is where batches run (``cpu``, ``cuda``). ``memory_budget``
+    (MiB, or a string such as ``"512MiB"``) overrides the study's: the most memory one batch may use,
+    which caps its runs (:mod:`gamedyn.memory`); it changes the batches, not the results nor the
+    study's hash. Raises :class:`StudyError` for a bad device, mode or budget, a folder in use or
+    holding another study, an unreachable cluster, or a study of which every run failed.
     """
     check_device(device)
     if compile not in fuse.MODES:
@@ -104,11 +107,11 @@ def run_study(study: Study, out: str | Path = "results", jobs: int = 1, fresh: b
         raise StudyError("--backend", f"{backend!r} is not accepted: expected one of "
                                       f"{', '.join(BACKENDS)}")
     start = time.perf_counter()
+    batches = study.batches(memory_budget)  # a bad budget is refused before anything is written
     folder = ResultsFolder(out, study.name)
     source = Path(study.source).read_text() if study.source else None
     with folder.locked():
         folder.claim(study.hash, study.spec, source, fresh)
-        batches = study.batches()
         ids = [batch_id(b) for b in batches]
         todo = [b for b, i in zip(batches, ids) if not folder.has(i)]
         n_todo = sum(map(len, todo))
@@ -240,7 +243,7 @@ def _backend(backend: str, scheduler: Any, jobs: int, plugins: tuple[str, ...]) 
     if backend == "loky":
         yield _Plan(jobs, 1 if jobs != 1 else None, None, (BrokenProcessPool,),
                     "a worker process died",
-                    " (with fewer --jobs or a smaller max_batch if memory ran out)")
+                    " (with fewer --jobs or a smaller --memory-budget if memory ran out)")
         return
     sources = {spec: Path(spec).read_text() for spec in plugins if spec.endswith(".py")}
     with _dask_client(scheduler) as client, parallel_config(backend="dask", client=client):

@@ -10,13 +10,15 @@ import shutil
 import socket
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
+from . import streaming
 from .errors import StudyError
 
 try:
@@ -157,8 +159,13 @@ class ResultsFolder:
         return self.part(batch_id, "runs").exists() and self.part(batch_id, "trajectories").exists()
 
     def write_part(self, batch_id: str, runs: pd.DataFrame, trajectories: pd.DataFrame) -> None:
-        """Trajectories first, runs last: a batch counts as done only when its runs part exists."""
-        atomic_write(self.part(batch_id, "trajectories"), lambda p: trajectories.to_parquet(p))
+        """Trajectories first, runs last: a batch counts as done only when its runs part exists.
+        The trajectories are stored grouped by run in the order of ``runs``, steps ascending (what
+        :func:`gamedyn.streaming.write_trajectories` merges), in row groups of
+        :data:`~gamedyn.streaming.PART_ROWS` rows (what it reads at a time)."""
+        trajectories = _grouped_by_run(trajectories, runs["run_id"])
+        atomic_write(self.part(batch_id, "trajectories"),
+                     lambda p: trajectories.to_parquet(p, row_group_size=streaming.PART_ROWS))
         atomic_write(self.part(batch_id, "runs"), lambda p: runs.to_parquet(p))
 
     def write_failures(self, failures: pd.DataFrame) -> None:
@@ -174,29 +181,50 @@ class ResultsFolder:
         try:
             return pd.read_parquet(path)
         except Exception as e:  # damaged outside gamedyn's atomic writes (disk, hand edits)
-            path.unlink(missing_ok=True)
-            raise StudyError("", f"{path} could not be read ({type(e).__name__}: {e}); it has been "
-                                 f"removed: run the study again to recompute that batch") from None
+            raise _damaged(path, e) from None
 
     def assemble(self, batch_ids: list[str], order: list[str]) -> None:
         """``runs.parquet`` and ``trajectories.parquet`` from the parts, runs in study order
-        (no parts: no tables)."""
+        (no parts: no tables). The runs parts are small (a row per run) and concatenated in memory;
+        the trajectories are streamed part by part into ``trajectories.parquet``
+        (:mod:`gamedyn.streaming`), never all in memory. ``runs.parquet`` is written last: it marks
+        the tables complete."""
         if not batch_ids:
             for name in ("runs.parquet", "trajectories.parquet"):
                 (self.path / name).unlink(missing_ok=True)
             return
-        runs = pd.concat([self._read_part(b, "runs") for b in batch_ids], ignore_index=True)
+        parts = [self._read_part(b, "runs") for b in batch_ids]
+        runs = pd.concat(parts, ignore_index=True)
+        part_of = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
         rank = {rid: i for i, rid in enumerate(order)}
-        runs = runs.iloc[runs["run_id"].map(rank).argsort()].reset_index(drop=True)
-        trajs = [self._read_part(b, "trajectories") for b in batch_ids]
-        for t in trajs:
-            t["run_id"] = t["run_id"].astype(str)
-        traj = pd.concat(trajs, ignore_index=True)
-        traj["run_id"] = pd.Categorical(traj["run_id"], categories=runs["run_id"])
-        traj["variable"] = traj["variable"].astype("category")
-        traj = traj.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+        by_rank = runs["run_id"].map(rank).to_numpy().argsort(kind="stable")
+        runs = runs.iloc[by_rank].reset_index(drop=True)
+        paths = [self.part(b, "trajectories") for b in batch_ids]
+        try:
+            atomic_write(self.path / "trajectories.parquet", lambda p: streaming.write_trajectories(
+                p, paths, runs["run_id"].tolist(), part_of[by_rank]))
+        except streaming.DamagedPart as e:
+            raise _damaged(e.path, e.cause) from None
         atomic_write(self.path / "runs.parquet", lambda p: runs.to_parquet(p))
-        atomic_write(self.path / "trajectories.parquet", lambda p: traj.to_parquet(p))
+
+
+def _damaged(path: Path, e: Exception) -> StudyError:
+    """Remove a part that cannot be read (damaged outside gamedyn's atomic writes: disk, hand
+    edits), so that a rerun recomputes its batch, and say so."""
+    path.unlink(missing_ok=True)
+    return StudyError("", f"{path} could not be read ({type(e).__name__}: {e}); it has been "
+                          f"removed: run the study again to recompute that batch")
+
+
+def _grouped_by_run(trajectories: pd.DataFrame, run_ids: pd.Series) -> pd.DataFrame:
+    """The trajectories with each run's rows together in the order of ``run_ids``, steps ascending
+    (a stable reorder, done only when they are not so already: batches write them so)."""
+    codes = pd.Categorical(trajectories["run_id"], categories=run_ids).codes.astype(np.int64)
+    steps = trajectories["step"].to_numpy()
+    dc = np.diff(codes)
+    if ((dc > 0) | ((dc == 0) & (np.diff(steps) >= 0))).all():
+        return trajectories
+    return trajectories.iloc[np.lexsort((steps, codes))].reset_index(drop=True)
 
 
 @dataclasses.dataclass
@@ -225,16 +253,40 @@ class Results:
 
     @property
     def trajectories(self) -> pd.DataFrame:
+        """The whole trajectories table (read once, then kept). For a large study, read only what
+        you need with :meth:`trajectories_for`."""
         if self._trajectories is None:
             self._trajectories = pd.read_parquet(self.path / "trajectories.parquet")
         return self._trajectories
 
+    def trajectories_for(self, run_ids: Iterable[str] | None = None,
+                         variables: Iterable[str] | None = None,
+                         steps: Iterable[int] | None = None) -> pd.DataFrame:
+        """The rows of the trajectories table of these runs, variables and steps (None: all), read
+        from ``trajectories.parquet`` with pyarrow filters a row group at a time, so memory holds
+        the subset only. Same columns, dtypes and order as :attr:`trajectories` (``run_id`` and
+        ``variable`` keep all their categories), e.g.
+        ``r.trajectories_for(r.runs.run_id[r.runs.dynamics == "cycling"], ["distance"])``."""
+        wanted = {column: [cast(v) for v in values] for column, values, cast in (
+            ("run_id", run_ids, str), ("variable", variables, str), ("step", steps, int))
+            if values is not None}
+        if self._trajectories is not None:
+            t = self._trajectories
+            keep = np.ones(len(t), dtype=bool)
+            for column, values in wanted.items():
+                keep &= t[column].isin(values).to_numpy()
+            return t[keep].reset_index(drop=True)
+        path = self.path / "trajectories.parquet"
+        t = pd.read_parquet(path, filters=streaming.row_filter(wanted))
+        return t.assign(
+            run_id=t["run_id"].cat.set_categories(self.runs["run_id"].rename(None)),
+            variable=t["variable"].cat.set_categories(streaming.table_variables(path)))
+
     def wide(self, variables: list[str] | None = None) -> pd.DataFrame:
         """Trajectories pivoted to one row per (run, step), one column per variable, joined with
-        the runs' config columns — handy for phase-plane plots."""
-        t = self.trajectories
-        if variables is not None:
-            t = t[t["variable"].isin(variables)]
+        the runs' config columns — handy for phase-plane plots. With ``variables``, only those are
+        read (:meth:`trajectories_for`) unless the whole table is loaded already."""
+        t = self.trajectories if variables is None else self.trajectories_for(variables=variables)
         w = t.pivot_table(index=["run_id", "step"], columns="variable", values="value",
                           observed=True).reset_index()
         w.columns.name = None

@@ -25,6 +25,8 @@ Keys::
     plugins: [my_rules.py]              # user modules (or module names) registering components
     dtype: float64                      # or float32
     max_batch: 4096                     # most runs stepped together in one batch
+    memory_budget: 2048                 # MiB one batch may use (or '512MiB', '2GiB'); fewer runs
+                                        # per batch where max_batch would not fit (gamedyn.memory)
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from . import diagnose, expect
+from . import diagnose, expect, memory
 from .component import Component, Registry
 from .errors import StudyError
 from .games import GAMES
@@ -68,6 +70,7 @@ KEYS = {
     "diagnose": "a mapping of thresholds: " + ", ".join(diagnose.DEFAULTS),
     "dtype": "float64 or float32",
     "max_batch": "an integer >= 1",
+    "memory_budget": memory.ACCEPTED,
 }
 REQUIRED = ("name", "game", "rules", "optimizer", "steps")
 
@@ -80,6 +83,11 @@ class Run:
     config: dict[str, Any]
     columns: dict[str, Any]
     plugins: tuple[str, ...] = ()
+
+    @property
+    def batch_key(self) -> str:
+        """Equal for runs that may be stepped together (same structure; see :func:`_batch_key`)."""
+        return _batch_key(self.config)
 
 
 @dataclasses.dataclass
@@ -100,13 +108,23 @@ class Study:
         """Identity of the study's resolved content: its runs and thresholds."""
         return _hash({"runs": [r.run_id for r in self.runs], "diagnose": self.thresholds})
 
-    def batches(self) -> list[list[Run]]:
-        """Runs that share structure (game, rule, optimizer kinds, budget), in chunks of ``max_batch``."""
+    def batches(self, memory_budget: int | str | None = None) -> list[list[Run]]:
+        """Runs that share structure (game, rule, optimizer kinds, budget), in chunks of
+        ``max_batch`` runs or fewer, as many as fit ``memory_budget`` MiB (the study's, unless given;
+        see :mod:`gamedyn.memory`). Deterministic for a given study and budget; neither ``max_batch``
+        nor the budget is part of the study's hash, and a run's results do not depend on its batch."""
+        budget = memory.parse_budget(
+            self.spec.get("memory_budget", memory.DEFAULT_BUDGET) if memory_budget is None
+            else memory_budget, "memory_budget" if memory_budget is None else "--memory-budget")
         groups: dict[str, list[Run]] = {}
         for run in self.runs:
             groups.setdefault(_batch_key(run.config), []).append(run)
-        size = self.spec.get("max_batch", 4096)
-        return [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
+        max_batch = self.spec.get("max_batch", 4096)
+        out = []
+        for g in groups.values():
+            size = memory.batch_size(g[0].config, max_batch, budget)
+            out += [g[i:i + size] for i in range(0, len(g), size)]
+        return out
 
 
 def load_study(path: str | Path) -> Study:
@@ -145,6 +163,7 @@ def make_study(spec: Any, source: str | None = None) -> Study:
     steps = _int(spec, "steps", None)
     record_every = _int(spec, "record_every", 10)
     max_batch = _int(spec, "max_batch", 4096)
+    memory_budget = memory.parse_budget(spec.get("memory_budget", memory.DEFAULT_BUDGET))
     dtype = spec.get("dtype", "float64")
     if dtype not in ("float64", "float32"):
         raise StudyError("dtype", f"{dtype!r} is not accepted: expected {KEYS['dtype']}")
@@ -190,7 +209,7 @@ def make_study(spec: Any, source: str | None = None) -> Study:
     if len(set(ids)) != len(ids):
         raise StudyError("", "the study lists the same run twice (duplicate alternatives or seeds)")
     resolved = {**spec, "seeds": seeds, "record_every": record_every, "dtype": dtype,
-                "max_batch": max_batch}
+                "max_batch": max_batch, "memory_budget": memory_budget}
     return Study(name, resolved, source, runs)
 
 

@@ -1,0 +1,245 @@
+"""``trajectories.parquet`` assembled from the batches' part files a row group at a time, so that a
+study's trajectories are never all in memory at once.
+
+The table it writes is what concatenating the parts in pandas and sorting them would give: columns
+``run_id`` (categorical; its categories are every run of ``runs.parquet``, in study order), ``step``,
+``variable`` (categorical; the parts' variables when they all record the same, else their sorted
+union) and ``value``; rows grouped by run in study order, steps ascending within a run, each step's
+variables in the recorder's order.
+
+Batches group runs by structure, so a study's order may interleave several parts. Every part is
+itself in study order (its runs are, and :meth:`~gamedyn.results.ResultsFolder.write_part` keeps
+each run's rows together, steps ascending), so the table is a merge: walking the runs in study
+order, each stretch of consecutive runs from one part is the next rows of that part. Each part is
+read a record batch at a time (:data:`PART_ROWS` rows) and only while it has rows to give; the
+output is written in row groups of :data:`ROW_GROUP_ROWS` rows. Memory: two output row groups, plus
+one record batch per part whose runs interleave with the current stretch, whatever the study's size.
+
+Each output row group's ``run_id`` dictionary holds the run ids from its first run to the next row
+group's first run (a run whose rows span two row groups is in both), so that the dictionaries,
+unified in order by pyarrow when read, are every run id in study order, including runs without
+rows (stopped at step 0).
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+COLUMNS = ["run_id", "step", "variable", "value"]
+SCHEMA = pa.schema([("run_id", pa.dictionary(pa.int32(), pa.string())), ("step", pa.int64()),
+                    ("variable", pa.dictionary(pa.int32(), pa.string())), ("value", pa.float64())])
+#: Rows per row group of ``trajectories.parquet`` (about 30 MiB while being built).
+ROW_GROUP_ROWS = 1 << 18
+#: Rows per row group of a part file, and per record batch read from one (about 2 MB).
+PART_ROWS = 1 << 16
+
+Chunk = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # run ranks, steps, variable codes, values
+
+
+class DamagedPart(Exception):
+    """A part file that cannot be read, or whose rows are not what a batch writes."""
+
+    def __init__(self, path: Path, cause: Exception) -> None:
+        super().__init__(f"{path}: {cause}")
+        self.path, self.cause = path, cause
+
+
+def part_variables(paths: list[Path]) -> list[str]:
+    """The ``variable`` categories of the assembled table: those of the parts when they all agree
+    (in the recorder's order), else the sorted union (as pandas gives when concatenating categoricals
+    that differ). Reads only each part's ``variable`` column, a row group at a time."""
+    seen = [_dictionary(path, "variable") for path in paths]
+    if all(v == seen[0] for v in seen):
+        return seen[0]
+    return sorted(set().union(*seen))
+
+
+def row_filter(wanted: dict[str, list]) -> pc.Expression | None:
+    """A pyarrow filter keeping the rows whose columns take one of the ``wanted`` values (typed as
+    the table's columns, so that an empty list keeps nothing); None: keep everything."""
+    types = {field.name: field.type for field in SCHEMA}
+    keep = [pc.field(column).isin(pa.array(values, getattr(types[column], "value_type", types[column])))
+            for column, values in wanted.items()]
+    return functools.reduce(operator.and_, keep) if keep else None
+
+
+def table_variables(path: Path) -> list[str]:
+    """The ``variable`` categories of an assembled ``trajectories.parquet`` (every row group holds
+    them all: reading its first one's column is enough)."""
+    f = pq.ParquetFile(path)
+    if not f.num_row_groups:
+        return []
+    column = f.read_row_group(0, columns=["variable"]).column(0)
+    return column.chunks[0].dictionary.to_pylist() if column.num_chunks else []
+
+
+def _dictionary(path: Path, column: str) -> list[str]:
+    """The values of a column's dictionaries (its categories), in order, over all row groups."""
+    values: dict[str, None] = {}
+    try:
+        f = pq.ParquetFile(path)
+        for i in range(f.num_row_groups):
+            for chunk in f.read_row_group(i, columns=[column]).column(0).chunks:
+                if not pa.types.is_dictionary(chunk.type):
+                    chunk = chunk.dictionary_encode()
+                values.update(dict.fromkeys(chunk.dictionary.to_pylist()))
+    except Exception as e:  # damaged outside gamedyn's atomic writes (disk, hand edits)
+        raise DamagedPart(path, e) from e
+    return list(values)
+
+
+def write_trajectories(out: Path, parts: list[Path], run_ids: list[str], part_of: np.ndarray) -> None:
+    """Write ``out`` from the trajectories ``parts``: ``run_ids`` are the runs in study order, and
+    ``part_of[i]`` is the index in ``parts`` of the part holding run ``run_ids[i]``."""
+    variables = part_variables(parts)
+    rank = {rid: i for i, rid in enumerate(run_ids)}
+    var_code = {v: i for i, v in enumerate(variables)}
+    last = {p: i for i, p in enumerate(part_of)}  # the last run (in study order) of each part
+    readers: dict[int, _PartRows] = {}
+    with pq.ParquetWriter(out, SCHEMA) as writer:
+        groups = _RowGroups(writer, pa.array(run_ids, pa.string()), pa.array(variables, pa.string()))
+        for start, end in _stretches(part_of):
+            p = int(part_of[start])
+            if p not in readers:
+                readers[p] = _PartRows(parts[p], rank, var_code)
+            for chunk in readers[p].take(end):
+                groups.add(chunk)
+            if last[p] < end:  # the part has given all its runs: drop its buffer
+                readers.pop(p).finish()
+        groups.close()
+
+
+def _stretches(part_of: np.ndarray) -> Iterator[tuple[int, int]]:
+    """[start, end) ranges of consecutive runs held by the same part."""
+    cuts = np.flatnonzero(np.diff(part_of)) + 1
+    bounds = [0, *cuts.tolist(), len(part_of)]
+    return zip(bounds[:-1], bounds[1:])
+
+
+class _PartRows:
+    """The rows of one trajectories part as study ranks, steps, common variable codes and values,
+    read a record batch at a time and handed out in order (:meth:`take`)."""
+
+    def __init__(self, path: Path, rank: dict[str, int], var_code: dict[str, int]) -> None:
+        self.path, self._rank, self._var = path, rank, var_code
+        try:
+            self._batches = pq.ParquetFile(path).iter_batches(batch_size=PART_ROWS, columns=COLUMNS)
+        except Exception as e:
+            raise DamagedPart(path, e) from e
+        self._buf: Chunk | None = None
+        self._pos = 0
+        self._last = (-1, -1)  # (rank, step) of the last row read: rows must not go back
+        self._lookups: dict[str, tuple[pa.Array, np.ndarray]] = {}
+
+    def take(self, end: int) -> Iterator[Chunk]:
+        """The next rows whose runs come before rank ``end``, in chunks (views of the buffer)."""
+        while self._buf is not None and self._pos < len(self._buf[0]) or self._read():
+            ranks = self._buf[0]
+            stop = self._pos + int(np.searchsorted(ranks[self._pos:], end))
+            if stop > self._pos:
+                yield tuple(a[self._pos:stop] for a in self._buf)  # type: ignore[misc]
+                self._pos = stop
+            if stop < len(ranks):
+                return
+
+    def finish(self) -> None:
+        """Check that the part has no rows left (each run's rows are where the runs part says)."""
+        if (self._buf is not None and self._pos < len(self._buf[0])) or self._read():
+            raise DamagedPart(self.path, ValueError("it holds rows of runs it does not list"))
+
+    def _read(self) -> bool:
+        """Load the next non-empty record batch; False at the end of the part."""
+        while True:
+            try:
+                batch = next(self._batches)
+            except StopIteration:
+                self._buf = None
+                return False
+            except Exception as e:
+                raise DamagedPart(self.path, e) from e
+            if batch.num_rows:
+                break
+        ranks = self._codes(batch.column(0), self._rank, "run_id")
+        steps = batch.column(1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        variables = self._codes(batch.column(2), self._var, "variable")
+        values = batch.column(3).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        self._check_order(ranks, steps)
+        self._buf, self._pos = (ranks, steps, variables, values), 0
+        return True
+
+    def _codes(self, column: pa.Array, mapping: dict[str, int], name: str) -> np.ndarray:
+        """A dictionary (or string) column as codes of ``mapping``; the dictionary's lookup table is
+        kept while the next batches share it."""
+        if not pa.types.is_dictionary(column.type):
+            column = column.dictionary_encode()
+        known = self._lookups.get(name)
+        if known is None or not known[0].equals(column.dictionary):
+            try:
+                table = np.array([mapping[v] for v in column.dictionary.to_pylist()], dtype=np.int64)
+            except KeyError as e:
+                raise DamagedPart(self.path, ValueError(f"{name} {e} is not in the runs parts")) from None
+            known = self._lookups[name] = (column.dictionary, table)
+        return known[1][column.indices.to_numpy(zero_copy_only=False)]
+
+    def _check_order(self, ranks: np.ndarray, steps: np.ndarray) -> None:
+        r = np.concatenate(([self._last[0]], ranks))
+        s = np.concatenate(([self._last[1]], steps))
+        dr = np.diff(r)
+        if not ((dr > 0) | ((dr == 0) & (np.diff(s) >= 0))).all():
+            raise DamagedPart(self.path, ValueError("its rows are not grouped by run in study order "
+                                                    "with steps ascending"))
+        self._last = (int(ranks[-1]), int(steps[-1]))
+
+
+class _RowGroups:
+    """Buffers chunks and writes them as row groups of at least ``rows`` rows. A row group is
+    written once the next one starts (its ``run_id`` dictionary reaches up to that one's first run),
+    the last one at :meth:`close` (its dictionary reaches the last run)."""
+
+    def __init__(self, writer: pq.ParquetWriter, run_ids: pa.Array, variables: pa.Array,
+                 rows: int | None = None) -> None:
+        self._writer, self._run_ids, self._variables = writer, run_ids, variables
+        self._rows = rows or ROW_GROUP_ROWS
+        self._chunks: list[Chunk] = []
+        self._n = 0
+        self._pending: Chunk | None = None
+        self._lo = 0  # the first run id of the next row group's dictionary
+
+    def add(self, chunk: Chunk) -> None:
+        self._chunks.append(chunk)
+        self._n += len(chunk[0])
+        if self._n >= self._rows:
+            self._seal()
+
+    def close(self) -> None:
+        if self._chunks:
+            self._seal()
+        if self._pending is not None:
+            self._write(self._pending, len(self._run_ids))
+
+    def _seal(self) -> None:
+        group: Chunk = tuple(np.concatenate(c) for c in zip(*self._chunks))  # type: ignore[assignment]
+        self._chunks, self._n = [], 0
+        if self._pending is not None:
+            self._write(self._pending, max(int(group[0][0]), int(self._pending[0][-1]) + 1))
+        self._pending = group
+
+    def _write(self, group: Chunk, hi: int) -> None:
+        ranks, steps, variables, values = group
+        lo = min(self._lo, int(ranks[0]))
+        table = pa.Table.from_arrays([
+            pa.DictionaryArray.from_arrays(pa.array(ranks - lo, pa.int32()), self._run_ids[lo:hi]),
+            pa.array(steps, pa.int64()),
+            pa.DictionaryArray.from_arrays(pa.array(variables, pa.int32()), self._variables),
+            pa.array(values, pa.float64()),
+        ], schema=SCHEMA)
+        self._writer.write_table(table, row_group_size=len(table))
+        self._lo = hi
