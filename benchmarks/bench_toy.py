@@ -1,19 +1,25 @@
-"""Throughput of toy-game studies: gamedyn's batched stepping against a hand-written per-run loop.
+"""Throughput of toy-game studies: gamedyn's batched stepping, eager and compiled, against a
+hand-written per-run loop.
 
 Everything is measured side by side in one invocation and reported as ratios (machines are noisy):
 
 - ``hand loop``: what researchers write — one run at a time, ``torch.optim.SGD``, autograd, on
   bilinear x·y; measured on a subsample of runs and steps and scaled (stated in the output);
-- ``gamedyn eager``: ``run_batch`` over R runs at once (the run axis), with recording every
-  ``record_every`` steps, and without recording (``record_every = steps``) to price the recorder;
-- ``gamedyn run`` end to end: the CLI on a study of R runs (start-up, stepping, diagnosis, Parquet).
+- ``gamedyn eager``: ``run_batch`` over R runs at once (the run axis), ``--compile off``, with
+  recording every ``record_every`` steps, and without recording (``record_every = steps``);
+- ``gamedyn compiled``: the same with ``--compile on`` (:mod:`gamedyn.fuse`); its stepping rate
+  excludes the compilation, which is reported on its own (warm: Inductor's on-disk cache may
+  already hold it; ``--cold`` points the cache at an empty folder first);
+- ``gamedyn run`` end to end: the CLI on a study of R runs (start-up, stepping, diagnosis, Parquet),
+  with ``--compile auto`` (the default) and ``--compile on``.
 
-Usage: ``python benchmarks/bench_toy.py [--runs 1000] [--steps 10000] [--threads 2]``.
+Usage: ``python benchmarks/bench_toy.py [--runs 1000] [--steps 10000] [--threads 2] [--cold]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -31,21 +37,19 @@ from gamedyn.study import make_study  # noqa: E402
 
 
 def hand_loop(n_runs: int, steps: int, lr: float = 1e-3) -> float:
-    """Run-steps per second of a plain per-run PyTorch loop (simultaneous SGD on x·y)."""
+    """Run-steps per second of a plain per-run PyTorch loop (simultaneous SGD on x·y: the
+    generator x descends x·y, the discriminator y ascends it)."""
     start = time.perf_counter()
     for seed in range(n_runs):
         torch.manual_seed(seed)
         x = torch.randn(1, dtype=torch.float64, requires_grad=True)
         y = torch.randn(1, dtype=torch.float64, requires_grad=True)
-        opt_x, opt_y = torch.optim.SGD([x], lr=lr), torch.optim.SGD([y], lr=lr)
+        opt = torch.optim.SGD([x, y], lr=lr)
         for _ in range(steps):
-            opt_x.zero_grad()
-            opt_y.zero_grad()
-            v = (x * y).sum()
-            gx, gy = torch.autograd.grad(v, [x, y])
-            x.grad, y.grad = gx, -gy   # gen descends v, disc ascends it
-            opt_x.step()
-            opt_y.step()
+            opt.zero_grad()
+            (x * y).sum().backward()
+            y.grad.neg_()
+            opt.step()
     return n_runs * steps / (time.perf_counter() - start)
 
 
@@ -55,16 +59,19 @@ def spec(n_runs: int, steps: int, record_every: int) -> dict:
             "seeds": n_runs, "steps": steps, "record_every": record_every, "max_batch": n_runs}
 
 
-def batched(n_runs: int, steps: int, record_every: int) -> float:
-    """Run-steps per second of one gamedyn batch (stepping, recording, diagnosis)."""
+def batched(n_runs: int, steps: int, record_every: int, compile: str) -> tuple[float, float]:
+    """(run-steps per second of one gamedyn batch's stepping loop, compile seconds): the loop's
+    time without its compilation, recording and the end-of-run checks included."""
     study = make_study(spec(n_runs, steps, record_every))
     (batch,) = study.batches()
-    start = time.perf_counter()
-    run_batch(batch, study.thresholds)
-    return n_runs * steps / (time.perf_counter() - start)
+    runs = run_batch(batch, study.thresholds, compile=compile).runs
+    assert (runs["stepping"] == ("eager" if compile == "off" else "compiled")).all(), \
+        runs["stepping_note"].iloc[0]
+    loop = runs["wall_time"].iloc[0] * n_runs - runs["compile_time"].iloc[0]
+    return n_runs * steps / loop, float(runs["compile_time"].iloc[0])
 
 
-def end_to_end(n_runs: int, steps: int, record_every: int, jobs: int) -> float:
+def end_to_end(n_runs: int, steps: int, record_every: int, jobs: int, compile: str) -> float:
     """Seconds for ``gamedyn run`` of the study, from process start to Parquet written."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench_toy.yaml"
@@ -72,7 +79,8 @@ def end_to_end(n_runs: int, steps: int, record_every: int, jobs: int) -> float:
                                         "max_batch": max(1, n_runs // jobs)}))
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "gamedyn.cli", "run", str(path), "--out", tmp,
-                        "-j", str(jobs), "--quiet", "--no-figures"], check=True, cwd=ROOT)
+                        "-j", str(jobs), "--quiet", "--no-figures", "--compile", compile],
+                       check=True, cwd=ROOT)
         return time.perf_counter() - start
 
 
@@ -84,26 +92,39 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--hand-runs", type=int, default=4, help="subsample for the hand loop")
     ap.add_argument("--hand-steps", type=int, default=2000)
+    ap.add_argument("--cold", action="store_true", help="compile into an empty Inductor cache")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.cold:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="gamedyn-bench-inductor-")
+    R, S, every = args.runs, args.steps, args.record_every
 
     hand = hand_loop(args.hand_runs, args.hand_steps)
-    eager = batched(args.runs, args.steps, args.record_every)
-    bare = batched(args.runs, args.steps, args.steps)
-    e2e = end_to_end(args.runs, args.steps, args.record_every, jobs=args.threads)
-    n = args.runs * args.steps
-    print(f"bilinear x·y, simultaneous SGD, R = {args.runs} runs × {args.steps} steps, "
-          f"torch {torch.__version__}, {args.threads} threads")
-    print(f"{'path':34s} {'run-steps/s':>12s} {'× hand loop':>12s}")
-    print(f"{'hand loop (subsample, scaled)':34s} {hand:12.3g} {1:12.1f}   "
-          f"[{args.hand_runs} runs × {args.hand_steps} steps measured]")
-    label = f"gamedyn eager, record every {args.record_every}"
-    print(f"{label:34s} {eager:12.3g} {eager / hand:12.0f}")
-    print(f"{'gamedyn eager, no recording':34s} {bare:12.3g} {bare / hand:12.0f}")
-    print(f"recording every {args.record_every} steps costs {100 * (bare / eager - 1):.0f}% "
-          f"over not recording")
-    print(f"gamedyn run end to end (-j {args.threads}): {e2e:.1f} s = {n / e2e:.3g} run-steps/s "
-          f"({n / e2e / hand:.0f}× the hand loop)")
+    rates = {}
+    for compile in ("off", "on"):
+        for rec in (every, S):
+            rates[compile, rec] = batched(R, S, rec, compile)
+    e2e = {c: end_to_end(R, S, every, 1, c) for c in ("auto", "on")}
+    hand2 = hand_loop(args.hand_runs, args.hand_steps)  # the machine may have changed meanwhile
+    hand = max(hand, hand2)
+    print(f"bilinear x·y, simultaneous SGD, R = {R} runs × {S} steps, torch {torch.__version__}, "
+          f"{args.threads} threads, {os.cpu_count()} cores")
+    print(f"{'path':40s} {'run-steps/s':>12s} {'× hand loop':>12s} {'× eager':>8s}  compile")
+    print(f"{'hand loop (subsample, scaled)':40s} {hand:12.3g} {1:12.1f}   "
+          f"[{args.hand_runs} runs × {args.hand_steps} steps, best of two]")
+    for (compile, rec), (rate, comp) in rates.items():
+        name = (f"gamedyn {'eager' if compile == 'off' else 'compiled'}, "
+                + (f"record every {rec}" if rec < S else "no recording"))
+        eager = rates["off", rec][0]
+        extra = f"{comp:6.1f} s" if compile == "on" else ""
+        print(f"{name:40s} {rate:12.3g} {rate / hand:12.0f} {rate / eager:8.1f}  {extra}")
+    for compile in ("off", "on"):
+        cost = rates[compile, S][0] / rates[compile, every][0] - 1
+        print(f"recording every {every} steps costs {100 * cost:.0f}% over not recording "
+              f"({'eager' if compile == 'off' else 'compiled'})")
+    for compile, sec in e2e.items():
+        print(f"gamedyn run end to end (-j 1, --compile {compile}): {sec:.1f} s = "
+              f"{R * S / sec:.3g} run-steps/s ({R * S / sec / hand:.0f}× the hand loop)")
 
 
 if __name__ == "__main__":

@@ -89,8 +89,7 @@ def run_batch(runs: list[Run], thresholds: dict[str, float] | None = None,
     predicted = stability.predict(game, rule, optimizers, regularizer=regularizer, n_runs=len(runs))
     ctx = Context(game, optimizers, regularizer=regularizer)
     recorder = Recorder(game, len(runs), cfg["steps"], cfg["record_every"], th["blowup"])
-    stepper = fuse.Stepper(rule, ctx, recorder, compile, cfg["steps"], cfg["record_every"],
-                           signature=(runs[0].batch_key, len(runs), device))
+    stepper = fuse.Stepper(rule, ctx, recorder, compile, cfg["steps"], cfg["record_every"])
 
     start = time.perf_counter()
     done = 0

@@ -50,8 +50,8 @@ class Recorder:
         self.variables: list[str] = []
         self.values: torch.Tensor | None = None  # [T, R, V], allocated at the first record
         self.n_runs = n_runs
-        self.n_valid = torch.zeros(n_runs, dtype=torch.long)
-        self.alive_runs = torch.ones(n_runs, dtype=torch.bool)
+        self.n_valid = np.zeros(n_runs, dtype=np.int64)
+        self.alive_runs = np.ones(n_runs, dtype=bool)
         self._judged = self._stored = 0
         self.stop_reason = np.full(n_runs, None, dtype=object)
         self.blowup = blowup
@@ -125,21 +125,21 @@ class Recorder:
         lo, hi = self._judged, self._stored
         if hi <= lo:
             return bool(self.alive_runs.any())
-        block = self.values[lo:hi]                                           # [t, R, V]
+        block = self.values[lo:hi].numpy()                                   # [t, R, V] (a view)
         n_core = block.shape[2] - self._metric_width
-        finite = torch.isfinite(block[:, :, :n_core]).all(2)                 # [t, R]
+        finite = np.isfinite(block[:, :, :n_core]).all(2)                    # [t, R]
         size = (block[:, :, self._size_col] if self._size_col is not None
-                else block[:, :, : len(self.coord_vars)].abs().amax(2))
+                else np.abs(block[:, :, : len(self.coord_vars)]).max(2))
         if self._scale is None:
-            self._scale = torch.clamp(size[0], min=1.0)
-        bad = ~finite | (size > self.blowup * self._scale)                     # NaN size: not blown
+            self._scale = np.maximum(size[0], 1.0)
+        with np.errstate(invalid="ignore"):
+            bad = ~finite | (size > self.blowup * self._scale)                 # NaN size: not blown
         bad &= self.alive_runs[None, :]
         hit = bad.any(0)
-        first = torch.where(hit, bad.to(torch.int8).argmax(0), hi - lo)      # first bad record
-        self.n_valid = torch.where(self.alive_runs, lo + first, self.n_valid)
-        reason = ~finite.gather(0, first.clamp(max=hi - lo - 1)[None, :])[0]
-        idx = hit.nonzero().flatten().numpy()
-        self.stop_reason[idx] = np.where(reason[hit].numpy(), "nonfinite", "blowup")
+        first = np.where(hit, bad.argmax(0), hi - lo)                        # first bad record
+        self.n_valid = np.where(self.alive_runs, lo + first, self.n_valid)
+        reason = ~finite[np.minimum(first, hi - lo - 1), np.arange(len(first))]
+        self.stop_reason[hit] = np.where(reason[hit], "nonfinite", "blowup")
         self.alive_runs &= ~hit
         self._judged = hi
         return bool(self.alive_runs.any())
@@ -148,6 +148,6 @@ class Recorder:
         """(steps [T], values [R, T, V] with NaN past each run's stop, n_valid [R])."""
         self.alive()
         values = self.values.transpose(0, 1).numpy().astype(float, copy=True)
-        n_valid = self.n_valid.numpy()
+        n_valid = self.n_valid
         values[np.arange(values.shape[1])[None, :] >= n_valid[:, None]] = np.nan
         return np.asarray(self.steps, dtype=np.int64), values, n_valid

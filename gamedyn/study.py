@@ -84,11 +84,6 @@ class Run:
     columns: dict[str, Any]
     plugins: tuple[str, ...] = ()
 
-    @property
-    def batch_key(self) -> str:
-        """Equal for runs that may be stepped together (same structure; see :func:`_batch_key`)."""
-        return _batch_key(self.config)
-
 
 @dataclasses.dataclass
 class Study:

@@ -52,6 +52,18 @@ def test_compiled_bilinear_matches_eager_including_blowups():
     assert (outcomes["stop_reason"] == "blowup").any()
 
 
+@pytest.mark.parametrize("rule", [{"name": "unrolled", "k": 2}, "consensus", "sga"])
+def test_compiled_second_order_rules_match_eager(rule):
+    """Rules that differentiate through gradients or updates (unrolled: through the look-ahead
+    optimizer steps; consensus and SGA: Hessian-vector products), with Adam, on the Dirac-GAN: the
+    traced chunk keeps the second-order terms that eager autograd computes."""
+    spec = {"game": {"name": "dirac", "loss": "nsgan"}, "rules": [rule],
+            "optimizer": {"name": "adam", "lr": 0.05}, "steps": 24, "record_every": 3}
+    ((eager, fused),) = _both(spec)
+    assert (fused.runs["stepping"] == "compiled").all(), fused.runs["stepping_note"].iloc[0]
+    _same(eager, fused)
+
+
 def test_compiled_long_intervals_and_a_ragged_end():
     """Record intervals longer than a chunk (25 = 2 chunks of 10 + 5 eager steps + a compiled
     record) and a last interval of 7 steps, on the Dirac-GAN with alternating play."""
