@@ -112,11 +112,11 @@ class Stepper:
                 params, state = self._eager(params, state, n)
                 return params, state, self.recorder.row(params)
         if self.kind == "compiled":
-            counts = dict(self.ctx.counts)
+            counts, done = dict(self.ctx.counts), self._done
             try:
                 return self._compiled(params, state, n)
             except Exception as e:  # noqa: BLE001  (any compiler failure: fall back to eager)
-                self.ctx.counts = counts  # the interval is redone eagerly from where it began
+                self.ctx.counts, self._done = counts, done  # redo the interval eagerly from its start
                 self.kind, self.note = "eager", _why(e)
         params, state = self._eager(params, state, n)
         return params, state, self.recorder.row(params)
