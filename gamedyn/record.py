@@ -57,9 +57,6 @@ class Recorder:
         self.blowup = blowup
         self._scale = None
 
-    def due(self, step: int) -> bool:
-        return step in self._index
-
     def columns(self, params: Params) -> dict[str, torch.Tensor]:
         """Every recorded variable at ``params``, each [R, k] (k coordinates) or [R]: pure tensor
         code (no bookkeeping), so that :mod:`gamedyn.fuse` can compile it with the steps."""
