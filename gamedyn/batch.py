@@ -92,18 +92,18 @@ def run_batch(runs: list[Run], thresholds: dict[str, float] | None = None,
     stepper = fuse.Stepper(rule, ctx, recorder, compile, cfg["steps"], cfg["record_every"])
 
     start = time.perf_counter()
-    done = 0
+    i, last, check = 0, len(recorder.steps) - 1, ALIVE_EVERY
     with torch.no_grad():
         recorder.record(0, params)
         state = rule.init(ctx, params)
-        for i, step in enumerate(recorder.steps[1:], 1):
-            params, state, row = stepper.advance(params, state, step - done)
-            recorder.store(step, row)
-            done = step
-            if i % ALIVE_EVERY == 0 and not recorder.alive():
-                break
+        while i < last:
+            params, state, i = stepper.advance(params, state, i)
+            if i >= check:
+                check = i + ALIVE_EVERY
+                if not recorder.alive():
+                    break
     wall = time.perf_counter() - start
-    return _collect(runs, recorder, ctx, th, wall, done, predicted, stepper)
+    return _collect(runs, recorder, ctx, th, wall, recorder.steps[i], predicted, stepper)
 
 
 def _collect(runs: list[Run], recorder: Recorder, ctx: Context, th: dict[str, float],

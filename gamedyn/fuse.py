@@ -31,9 +31,13 @@ one path), state held in Python numbers, in-place updates, or no C++ compiler. I
 compilations on disk (``TORCHINDUCTOR_CACHE_DIR``, by default ``~/.cache/gamedyn/inductor``), so
 later batches, processes and studies of the same structure skip the C++ compilation.
 
-The chunk length is the record interval when it is at most :data:`MAX_UNROLL` steps (the chunk ends
-with the record); a longer interval is stepped in chunks of ``MAX_UNROLL`` (a divisor of it where one
-is at least half as long) and a compiled recording chunk, with any remainder stepped eagerly.
+A chunk unrolls at most :data:`MAX_UNROLL` steps. When the record interval fits, a chunk holds as
+many whole intervals as fit (:func:`records_per_chunk`), each ending with its record, and returns
+those records ([m, V, R]) with the runs each record stops (:meth:`Recorder.judge`, compiled into the
+kernel): one call and one copy per chunk, not per record. A longer interval is stepped in chunks of
+``MAX_UNROLL`` steps (a divisor of it where one is at least half as long) and a compiled record,
+with any remainder stepped eagerly; so are the few intervals left at the end of a budget that do not
+fill a chunk.
 """
 
 from __future__ import annotations
@@ -76,16 +80,23 @@ def chunk_length(interval: int) -> int:
     return best if 2 * best >= MAX_UNROLL else MAX_UNROLL
 
 
+def records_per_chunk(interval: int) -> int:
+    """Record intervals per compiled chunk: as many as fit in :data:`MAX_UNROLL` steps."""
+    return max(1, MAX_UNROLL // interval)
+
+
 def _zero_counts() -> dict[str, int]:
     return {"grad_evals": 0, "hvps": 0}
 
 
 class Stepper:
-    """Advances a batch from one record to the next, eagerly or with compiled chunks.
+    """Advances a batch from one record to a later one, eagerly or with compiled chunks, and hands
+    the records (rows and :meth:`Recorder.judge`'s flags) to the recorder.
 
-    ``advance(params, state, n)`` takes ``n`` steps and returns the new params, state and the
-    record row at the end ([R, V], see :meth:`Recorder.row`). The first :data:`PROBE_STEPS` steps
-    of a batch are stepped eagerly and timed; then it decides. ``kind`` says how the batch was
+    ``advance(params, state, i)`` steps from record ``i`` (the recorder's ``steps[i]``) to a later
+    record ``j``, stores records ``i+1 … j`` and returns the new params, state and ``j``: one record
+    eagerly, :func:`records_per_chunk` records per compiled chunk. The first :data:`PROBE_STEPS`
+    steps of a batch are stepped eagerly and timed; then it decides. ``kind`` says how the batch was
     stepped in the end (``eager`` or ``compiled``), ``note`` why it was not compiled (empty when it
     was, or when ``off`` was asked), ``compile_seconds`` the time spent compiling.
     """
@@ -96,6 +107,7 @@ class Stepper:
             raise ValueError(f"compile mode {mode!r}: expected one of {', '.join(MODES)}")
         self.rule, self.ctx, self.recorder, self.mode = rule, ctx, recorder, mode
         self.steps, self.interval, self.k = steps, interval, chunk_length(interval)
+        self.m = records_per_chunk(interval) if interval == self.k else 1
         self.kind, self.note, self.compile_seconds = "eager", "", 0.0
         self._decided = mode == "off"
         self._done = 0
@@ -103,23 +115,25 @@ class Stepper:
         self._times: list[float] = []
         self._draws = False
 
-    def advance(self, params: Params, state: State, n: int) -> tuple[Params, State, torch.Tensor]:
+    def advance(self, params: Params, state: State, i: int) -> tuple[Params, State, int]:
+        at = self.recorder.steps
+        n = at[i + 1] - at[i]
         if not self._decided:
             m = min(n, PROBE_STEPS - len(self._times))
             params, state = self._probe(params, state, m)
             n -= m
-            if self.kind != "compiled" or n == 0:
-                params, state = self._eager(params, state, n)
-                return params, state, self.recorder.row(params)
         if self.kind == "compiled":
             counts, done = dict(self.ctx.counts), self._done
             try:
-                return self._compiled(params, state, n)
+                out = self._compiled(params, state, i, n)
+                if out is not None:
+                    return out
             except Exception as e:  # noqa: BLE001  (any compiler failure: fall back to eager)
                 self.ctx.counts, self._done = counts, done  # redo the interval eagerly from its start
                 self.kind, self.note = "eager", _why(e)
         params, state = self._eager(params, state, n)
-        return params, state, self.recorder.row(params)
+        self.recorder.store(at[i + 1], self.recorder.row(params))
+        return params, state, i + 1
 
     # -- eager -----------------------------------------------------------------------------------
     def _eager(self, params: Params, state: State, n: int) -> tuple[Params, State]:
@@ -174,33 +188,47 @@ class Stepper:
         return params, state
 
     # -- compiled --------------------------------------------------------------------------------
-    def _compiled(self, params: Params, state: State, n: int) -> tuple[Params, State, torch.Tensor]:
-        """``n`` steps: one chunk ending with the record when the chunk is the record interval,
-        else chunks, the remainder eagerly, and the record compiled on its own."""
-        if n == self.k == self.interval:
-            params, state, row = self._call("rec", params, state)
-            self._done += n
-            return params, state, row
+    def _compiled(self, params: Params, state: State, i: int, n: int
+                  ) -> tuple[Params, State, int] | None:
+        """The ``n`` steps left to record ``i + 1`` (and maybe more records). When the chunk is the
+        record interval: ``m`` whole intervals, each ending with its record, in one call (or None,
+        to step eagerly, for a part of an interval or the last few intervals). Else chunks of
+        ``k`` steps, the remainder eagerly, and the record compiled on its own."""
+        at, rec = self.recorder.steps, self.recorder
+        if self.interval == self.k:
+            j = i + self.m
+            if n != self.interval or j >= len(at) or at[j] - at[i] != self.m * self.interval:
+                return None
+            params, state, rows, bad = self._call("rec", params, state)
+            self._done += self.m * self.interval
+            rec.store(at[i + 1], rows, bad)
+            return params, state, j
         q, r = divmod(n, self.k)
         for _ in range(q):
             params, state = self._call("steps", params, state)
             self._done += self.k
         params, state = self._eager(params, state, r)
-        return params, state, self._call("row", params, state)
+        rec.store(at[i + 1], *self._call("row", params, state))
+        return params, state, i + 1
 
     def _chunk(self, what: str) -> Callable[[Params, State], Any]:
-        """The function ``steps`` (k steps), ``rec`` (k steps and the record) or ``row``."""
+        """The function ``steps`` (k steps), ``rec`` (m times: k steps and the record) or ``row``
+        (the record); records come as ([m, V, R] rows, [m, R] :meth:`Recorder.judge` flags)."""
         rule, ctx, recorder = self.rule, self.ctx, self.recorder
-        k = 0 if what == "row" else self.k
+        k, m = (0, 1) if what == "row" else (self.k, self.m)
 
         def chunk(params: Params, state: State) -> Any:
-            with torch.enable_grad():  # as in eager stepping (unrolled differentiates the updates)
-                for _ in range(k):
-                    params, state = rule.step(ctx, params, state)
-            if what == "steps":
-                return params, state
-            row = recorder.row(params)
-            return row if what == "row" else (params, state, row)
+            parts = []
+            for _ in range(m):
+                with torch.enable_grad():  # as in eager stepping (unrolled differentiates updates)
+                    for _ in range(k):
+                        params, state = rule.step(ctx, params, state)
+                if what == "steps":
+                    return params, state
+                parts += recorder.parts(params)
+            rows = torch.cat(parts).view(m, -1, recorder.n_runs)
+            bad = recorder.judge(rows)
+            return (rows, bad) if what == "row" else (params, state, rows, bad)
 
         return chunk
 
@@ -236,10 +264,10 @@ class _Compiled:
 
     def __init__(self, chunk: Callable[[Params, State], Any], params: Params, state: State,
                  ctx: Context) -> None:
+        _set_up_compiler()  # before importing Inductor: it fixes its cache folder on first use
         from torch._inductor.decomposition import select_decomp_table
         from torch.fx.experimental.proxy_tensor import make_fx
 
-        _set_up_compiler()
         self._in = (params, state)  # the template: the order of the graph's inputs
         flat = _flatten(self._in, self._in)
         if not all(isinstance(x, torch.Tensor) for x in flat):

@@ -2,7 +2,7 @@
 writing it stays within ``memory_budget``.
 
 A batch's memory grows with its number of recorded values, R runs × T records × V variables: the
-recorder's ``[T, R, V]`` array, its float64 copy, the long-format trajectories DataFrame (one row per
+recorder's ``[T, V, R]`` array, its float64 copy, the long-format trajectories DataFrame (one row per
 value: run code, step, variable code, value) with the temporaries that build it, and pyarrow's copy
 when the part file is written. Measured on the bilinear game (torch 2.13 CPU, pandas 3.1, pyarrow
 26, 4,000 and 16,000 runs × 101 records × 7 variables), the peak resident memory of ``run_batch``

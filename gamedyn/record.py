@@ -48,14 +48,13 @@ class Recorder:
             n for p, named in game.shapes().items() for name, shape in named.items()
             for n in (_coord_names(p, name, shape) if self._small[p] else [f"norm.{p}.{name}"])]
         self.variables: list[str] = []
-        self.values: torch.Tensor | None = None  # [T, R, V], allocated at the first record
+        self.values: torch.Tensor | None = None  # [T, V, R], allocated at the first record
         self.n_runs = n_runs
         self.n_valid = np.zeros(n_runs, dtype=np.int64)
         self.alive_runs = np.ones(n_runs, dtype=bool)
         self._judged = self._stored = 0
         self.stop_reason = np.full(n_runs, None, dtype=object)
         self.blowup = blowup
-        self._scale = None
 
     def columns(self, params: Params) -> dict[str, torch.Tensor]:
         """Every recorded variable at ``params``, each [R, k] (k coordinates) or [R]: pure tensor
@@ -85,12 +84,33 @@ class Recorder:
             cols[f"metric:{name}"] = value.detach()
         return cols
 
-    def row(self, params: Params) -> torch.Tensor:
-        """The record at ``params`` as one [R, V] tensor (V = ``len(self.variables)``)."""
-        return self._cat(self.columns(params))
+    def parts(self, params: Params) -> list[torch.Tensor]:
+        """The record at ``params`` as [k, R] blocks of variables, in the order of
+        ``self.variables``: one record is their concatenation (:meth:`row`), and a compiled chunk
+        concatenates several records' blocks at once (each block a contiguous slice, written in
+        place by the fused kernel)."""
+        return self._blocks(self.columns(params))
 
-    def _cat(self, cols: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.cat([c.reshape(self.n_runs, -1).to(self.game.dtype) for c in cols.values()], 1)
+    def _blocks(self, cols: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return [c.reshape(self.n_runs, -1).T.to(self.game.dtype) for c in cols.values()]
+
+    def row(self, params: Params) -> torch.Tensor:
+        """The record at ``params`` as one [V, R] tensor (V = ``len(self.variables)``)."""
+        return torch.cat(self.parts(params))
+
+    def _size(self, rows: torch.Tensor) -> torch.Tensor:
+        """A run's size in records [..., V, R]: its distance to the equilibrium, else its largest
+        coordinate."""
+        if self._size_col is not None:
+            return rows[..., self._size_col, :]
+        return rows[..., : len(self.coord_vars), :].abs().amax(-2)
+
+    def judge(self, rows: torch.Tensor) -> torch.Tensor:
+        """Which runs records ([..., V, R]) stop: their core values (metrics aside) not all finite,
+        or their size over ``blowup`` × max(1, size at step 0). Pure tensor code, so that
+        :mod:`gamedyn.fuse` compiles it with the steps; a NaN size is caught as not finite."""
+        n_core = rows.shape[-2] - self._metric_width
+        return ~torch.isfinite(rows[..., :n_core, :]).all(-2) | (self._size(rows) > self._limit)
 
     def record(self, step: int, params: Params) -> None:
         """Record ``params`` at ``step`` (eagerly; the first record names the variables)."""
@@ -102,49 +122,53 @@ class Recorder:
             self._metric_width = sum(c.reshape(self.n_runs, -1).shape[1]
                                      for n, c in cols.items() if n.startswith("metric:"))
             self._size_col = (self.variables.index("distance") if self.eq is not None else None)
-            self.values = torch.full((len(self.steps), self.n_runs, len(self.variables)), math.nan,
-                                     dtype=self.game.dtype)
-        self.store(step, self._cat(cols))
+            # [T, V, R]: a record's columns contiguous. Not filled: a record not written is past
+            # every run's n_valid (the batch stopped early), and arrays() sets those to NaN
+            self.values = torch.empty((len(self.steps), len(self.variables), self.n_runs),
+                                      dtype=self.game.dtype)
+            self._values = self.values.numpy()
+            self._bad = np.zeros((len(self.steps), self.n_runs), dtype=bool)
+        row = torch.cat(self._blocks(cols))
+        if step == 0:
+            self._limit = self.blowup * self._size(row).clamp_min(1.0)
+        self.store(step, row)
 
-    def store(self, step: int, row: torch.Tensor) -> None:
-        """Keep a record computed elsewhere (a compiled chunk's). Whether runs stopped is judged
-        later, for many records at once (:meth:`alive`), to keep the per-record cost to one copy."""
+    def store(self, step: int, rows: torch.Tensor, bad: torch.Tensor | None = None) -> None:
+        """Keep the record at ``step`` ([V, R]), or the consecutive records from ``step`` on
+        ([M, V, R]), computed elsewhere (a compiled chunk's, with their :meth:`judge` as ``bad``).
+        Which runs stopped is settled later, for many records at once (:meth:`alive`)."""
+        if bad is None:
+            bad = self.judge(rows)
         i = self._index[step]
-        self.values[i] = row
-        self._stored = i + 1
+        m = rows.shape[0] if rows.dim() == 3 else 1
+        rows, bad = rows.detach().cpu().numpy(), bad.cpu().numpy()
+        self._values[i:i + m] = rows
+        self._bad[i:i + m] = bad
+        self._stored = i + m
 
     def alive(self) -> bool:
-        """Judge the records stored since the last call and say whether any run is still alive.
+        """Settle the records stored since the last call and say whether any run is still alive.
 
-        A run stops at its first record whose core values (metrics aside) are not all finite, or
-        whose size (distance to the equilibrium, else its largest coordinate) exceeds ``blowup`` ×
-        max(1, size at step 0); that record and the later ones are discarded."""
+        A run stops at its first record that :meth:`judge` flags; that record and the later ones
+        are discarded, and its ``stop_reason`` is ``nonfinite`` or ``blowup``."""
         lo, hi = self._judged, self._stored
-        if hi <= lo:
-            return bool(self.alive_runs.any())
-        block = self.values[lo:hi].numpy()                                   # [t, R, V] (a view)
-        n_core = block.shape[2] - self._metric_width
-        finite = np.isfinite(block[:, :, :n_core]).all(2)                    # [t, R]
-        size = (block[:, :, self._size_col] if self._size_col is not None
-                else np.abs(block[:, :, : len(self.coord_vars)]).max(2))
-        if self._scale is None:
-            self._scale = np.maximum(size[0], 1.0)
-        with np.errstate(invalid="ignore"):
-            bad = ~finite | (size > self.blowup * self._scale)                 # NaN size: not blown
-        bad &= self.alive_runs[None, :]
-        hit = bad.any(0)
-        first = np.where(hit, bad.argmax(0), hi - lo)                        # first bad record
-        self.n_valid = np.where(self.alive_runs, lo + first, self.n_valid)
-        reason = ~finite[np.minimum(first, hi - lo - 1), np.arange(len(first))]
-        self.stop_reason[hit] = np.where(reason[hit], "nonfinite", "blowup")
-        self.alive_runs &= ~hit
-        self._judged = hi
+        bad = self._bad[lo:hi] & self.alive_runs                             # [t, R]
+        hit = np.flatnonzero(bad.any(0))
+        if len(hit):
+            first = lo + bad[:, hit].argmax(0)                               # first bad record
+            self.n_valid[hit] = first
+            n_core = self._values.shape[1] - self._metric_width
+            finite = np.isfinite(self._values[first, :n_core, hit]).all(-1)          # [hit, n_core]
+            self.stop_reason[hit] = np.where(finite, "blowup", "nonfinite")
+            self.alive_runs[hit] = False
+        self.n_valid[self.alive_runs] = hi
+        self._judged = max(hi, lo)
         return bool(self.alive_runs.any())
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(steps [T], values [R, T, V] with NaN past each run's stop, n_valid [R])."""
         self.alive()
-        values = self.values.transpose(0, 1).numpy().astype(float, copy=True)
+        values = self.values.permute(2, 0, 1).numpy().astype(float, copy=True)
         n_valid = self.n_valid
         values[np.arange(values.shape[1])[None, :] >= n_valid[:, None]] = np.nan
         return np.asarray(self.steps, dtype=np.int64), values, n_valid

@@ -52,11 +52,26 @@ def test_compiled_bilinear_matches_eager_including_blowups():
     assert (outcomes["stop_reason"] == "blowup").any()
 
 
+def test_compiled_chunks_of_several_records_judge_blowups_inside_a_chunk():
+    """Recording every 2 steps: each compiled chunk steps 5 intervals and returns their 5 records
+    with the runs each stops; runs at lr 0.9 blow up at a record inside a chunk, and are cut
+    there exactly as eagerly (``stopped_step``, ``stop_reason``, the trajectories)."""
+    spec = {"game": {"name": "bilinear", "dim": 2, "A": "random"}, "rules": ["simultaneous"],
+            "optimizer": {"name": "sgd", "lr": [0.05, 0.9]}, "steps": 300, "record_every": 2}
+    ((eager, fused),) = _both(spec)
+    assert (fused.runs["stepping"] == "compiled").all(), fused.runs["stepping_note"].iloc[0]
+    stopped = fused.runs["stopped_step"].dropna()
+    assert len(stopped) and (stopped % 10 != 0).any()  # not only at a chunk's end
+    _same(eager, fused)
+
+
 @pytest.mark.parametrize("rule", [{"name": "unrolled", "k": 2}, "consensus", "sga"])
-def test_compiled_second_order_rules_match_eager(rule):
+def test_compiled_second_order_rules_match_eager(rule, monkeypatch):
     """Rules that differentiate through gradients or updates (unrolled: through the look-ahead
     optimizer steps; consensus and SGA: Hessian-vector products), with Adam, on the Dirac-GAN: the
-    traced chunk keeps the second-order terms that eager autograd computes."""
+    traced chunk keeps the second-order terms that eager autograd computes. Chunks of 6 steps (two
+    records), to keep the cold compilation short."""
+    monkeypatch.setattr(fuse, "MAX_UNROLL", 6)
     spec = {"game": {"name": "dirac", "loss": "nsgan"}, "rules": [rule],
             "optimizer": {"name": "adam", "lr": 0.05}, "steps": 24, "record_every": 3}
     ((eager, fused),) = _both(spec)
@@ -100,3 +115,4 @@ def test_auto_does_not_compile_a_short_study():
 
 def test_chunk_length():
     assert [fuse.chunk_length(n) for n in (1, 7, 10, 25, 40, 97, 1000)] == [1, 7, 10, 5, 10, 10, 10]
+    assert [fuse.records_per_chunk(n) for n in (1, 2, 3, 6, 10, 25)] == [10, 5, 3, 1, 1, 1]
