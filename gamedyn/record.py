@@ -122,11 +122,13 @@ class Recorder:
             self._metric_width = sum(c.reshape(self.n_runs, -1).shape[1]
                                      for n, c in cols.items() if n.startswith("metric:"))
             self._size_col = (self.variables.index("distance") if self.eq is not None else None)
-            # [T, V, R]: a record's columns contiguous. Not filled: a record not written is past
-            # every run's n_valid (the batch stopped early), and arrays() sets those to NaN
-            self.values = torch.empty((len(self.steps), len(self.variables), self.n_runs),
-                                      dtype=self.game.dtype)
-            self._values = self.values.numpy()
+            # [T, V, R]: a record's columns contiguous. Allocated by numpy, which asks for huge
+            # pages (first writes fault 3x faster than into torch's memory), and not filled: a
+            # record not written is past every run's n_valid (the batch stopped early), and
+            # arrays() sets those to NaN
+            dtype = torch.empty(0, dtype=self.game.dtype).numpy().dtype
+            self._values = np.empty((len(self.steps), len(self.variables), self.n_runs), dtype)
+            self.values = torch.from_numpy(self._values)
             self._bad = np.zeros((len(self.steps), self.n_runs), dtype=bool)
         row = torch.cat(self._blocks(cols))
         if step == 0:
