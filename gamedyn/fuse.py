@@ -21,7 +21,7 @@ Modes (``gamedyn run --compile``):
   the steps left. Under :data:`AUTO_MIN_SECONDS` it stays eager; otherwise the chunk is traced, and
   compiled when compiling would take less than that: :data:`WARM_SECONDS` for a graph compiled
   before (in Inductor's cache), else :data:`SECONDS_PER_NODE` × its operations (a cold compilation:
-  about 5 s for a bilinear chunk, 50 s for unrolled or SGA with Adam).
+  about 10 s for a 20-step bilinear chunk, 100 s for unrolled or SGA with Adam).
 
 Either way, stepping falls back to eager, saying why in the runs table's ``stepping_note``, where
 fusion cannot work: a game that draws random numbers (the counter-based streams keep their draw
@@ -67,7 +67,7 @@ SECONDS_PER_NODE = 0.01
 #: Seconds to load a chunk compiled before (by any process) from Inductor's cache, imports included.
 WARM_SECONDS = 1.5
 #: Most steps unrolled into one compiled chunk (compile time grows with it).
-MAX_UNROLL = 10
+MAX_UNROLL = 20
 #: Steps stepped eagerly and timed one by one before deciding (their median prices a step).
 PROBE_STEPS = 10
 

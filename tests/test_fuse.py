@@ -11,6 +11,13 @@ from gamedyn.batch import run_batch
 from gamedyn.study import make_study
 
 
+@pytest.fixture(autouse=True)
+def _short_chunks(monkeypatch):
+    """Chunks of at most 10 steps here (the default unrolls 20): the same code, and half the cold
+    compilation time in CI."""
+    monkeypatch.setattr(fuse, "MAX_UNROLL", 10)
+
+
 def _batches(**spec):
     base = {"name": "fuse", "init": {"dist": "normal", "scale": 1.0}, "seeds": 4}
     study = make_study({**base, **spec})
