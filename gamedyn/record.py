@@ -48,7 +48,7 @@ class Recorder:
             n for p, named in game.shapes().items() for name, shape in named.items()
             for n in (_coord_names(p, name, shape) if self._small[p] else [f"norm.{p}.{name}"])]
         self.variables: list[str] = []
-        self.values: torch.Tensor | None = None  # [T, V, R], allocated at the first record
+        self.values: np.ndarray | None = None  # [T, V, R], allocated at the first record
         self.n_runs = n_runs
         self.n_valid = np.zeros(n_runs, dtype=np.int64)
         self.alive_runs = np.ones(n_runs, dtype=bool)
@@ -127,8 +127,7 @@ class Recorder:
             # record not written is past every run's n_valid (the batch stopped early), and
             # arrays() sets those to NaN
             dtype = torch.empty(0, dtype=self.game.dtype).numpy().dtype
-            self._values = np.empty((len(self.steps), len(self.variables), self.n_runs), dtype)
-            self.values = torch.from_numpy(self._values)
+            self.values = np.empty((len(self.steps), len(self.variables), self.n_runs), dtype)
             self._bad = np.zeros((len(self.steps), self.n_runs), dtype=bool)
         row = torch.cat(self._blocks(cols))
         if step == 0:
@@ -144,7 +143,7 @@ class Recorder:
         i = self._index[step]
         m = rows.shape[0] if rows.dim() == 3 else 1
         rows, bad = rows.detach().cpu().numpy(), bad.cpu().numpy()
-        self._values[i:i + m] = rows
+        self.values[i:i + m] = rows
         self._bad[i:i + m] = bad
         self._stored = i + m
 
@@ -159,18 +158,18 @@ class Recorder:
         if len(hit):
             first = lo + bad[:, hit].argmax(0)                               # first bad record
             self.n_valid[hit] = first
-            n_core = self._values.shape[1] - self._metric_width
-            finite = np.isfinite(self._values[first, :n_core, hit]).all(-1)          # [hit, n_core]
+            n_core = self.values.shape[1] - self._metric_width
+            finite = np.isfinite(self.values[first, :n_core, hit]).all(-1)          # [hit, n_core]
             self.stop_reason[hit] = np.where(finite, "blowup", "nonfinite")
             self.alive_runs[hit] = False
         self.n_valid[self.alive_runs] = hi
-        self._judged = max(hi, lo)
+        self._judged = hi
         return bool(self.alive_runs.any())
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(steps [T], values [R, T, V] with NaN past each run's stop, n_valid [R])."""
         self.alive()
-        values = self.values.permute(2, 0, 1).numpy().astype(float, copy=True)
+        values = self.values.transpose(2, 0, 1).astype(float, copy=True)
         n_valid = self.n_valid
         values[np.arange(values.shape[1])[None, :] >= n_valid[:, None]] = np.nan
         return np.asarray(self.steps, dtype=np.int64), values, n_valid
