@@ -106,11 +106,18 @@ class Recorder:
         return rows[..., : len(self.coord_vars), :].abs().amax(-2)
 
     def judge(self, rows: torch.Tensor) -> torch.Tensor:
-        """Which runs records ([..., V, R]) stop: their core values (metrics aside) not all finite,
-        or their size over ``blowup`` × max(1, size at step 0). Pure tensor code, so that
-        :mod:`gamedyn.fuse` compiles it with the steps; a NaN size is caught as not finite."""
+        """How far past stopping each run is at records ``rows`` ([..., V, R] → [..., R]): 0 where it
+        goes on; positive (or NaN) where its core values (metrics aside) are not all finite, or its
+        size exceeds ``blowup`` × max(1, size at step 0). :meth:`store` reads it as ``!= 0``.
+
+        Pure tensor code, so that :mod:`gamedyn.fuse` compiles it with the steps, and written for
+        Inductor: a reduction of booleans (``isfinite().all()``) compiles to code slower than ten
+        steps of a toy game, and ``0·v`` (NaN where v is not finite) is folded to 0; the largest
+        absolute value, NaN-propagating, is ≤ the largest float exactly where all are finite."""
         n_core = rows.shape[-2] - self._metric_width
-        return ~torch.isfinite(rows[..., :n_core, :]).all(-2) | (self._size(rows) > self._limit)
+        worst = rows[..., :n_core, :].abs().amax(-2)
+        nonfinite = torch.where(worst <= torch.finfo(rows.dtype).max, 0.0, 1.0)
+        return nonfinite + (self._size(rows) - self._limit).clamp_min(0)
 
     def record(self, step: int, params: Params) -> None:
         """Record ``params`` at ``step`` (eagerly; the first record names the variables)."""
@@ -144,7 +151,7 @@ class Recorder:
         m = rows.shape[0] if rows.dim() == 3 else 1
         rows, bad = rows.detach().cpu().numpy(), bad.cpu().numpy()
         self.values[i:i + m] = rows
-        self._bad[i:i + m] = bad
+        self._bad[i:i + m] = bad != 0
         self._stored = i + m
 
     def alive(self) -> bool:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from gamedyn import fuse
 from gamedyn.batch import run_batch
+from gamedyn.games import GAMES
+from gamedyn.record import Recorder
 from gamedyn.study import make_study
 
 
@@ -69,6 +72,45 @@ def test_compiled_chunks_of_several_records_judge_blowups_inside_a_chunk():
     assert (fused.runs["stepping"] == "compiled").all(), fused.runs["stepping_note"].iloc[0]
     stopped = fused.runs["stopped_step"].dropna()
     assert len(stopped) and (stopped % 10 != 0).any()  # not only at a chunk's end
+    _same(eager, fused)
+
+
+def test_judgement_flags_nonfinite_values_and_blowups_eagerly_and_compiled():
+    """``Recorder.judge`` on hand-made records of six bilinear runs: an infinite or NaN loss or
+    gradient norm at finite parameters, a distance over the blow-up limit, and two sound runs; eagerly
+    and compiled by Inductor, its flags are those of numpy's isfinite and the limit."""
+    cls = GAMES.get("bilinear")
+    game = cls.build([cls.resolve({"dim": 1}, "g")] * 6, torch.float64)
+    rec = Recorder(game, 6, steps=10, record_every=1, blowup=10.0)
+    params = {"gen": {"x": torch.full((6, 1), 0.5, dtype=torch.float64)},
+              "disc": {"y": torch.full((6, 1), 2.0, dtype=torch.float64)}}
+    rec.record(0, params)
+    V = rec.variables
+    rows = rec.row(params).unsqueeze(0).repeat(2, 1, 1)                      # [2, V, R]
+    rows[1, V.index("loss.gen"), 0] = float("inf")
+    rows[1, V.index("loss.disc"), 1] = float("nan")
+    rows[1, V.index("grad_norm.gen"), 2] = -float("inf")
+    rows[1, V.index("distance"), 3] = 1e9
+    rows[1, V.index("distance"), 4] = 0.9 * rec._limit[4]
+    r = rows.numpy()
+    expected = ~np.isfinite(r).all(1) | (r[:, V.index("distance")] > rec._limit.numpy())
+    assert expected[1].tolist() == [True] * 4 + [False] * 2 and not expected[0].any()
+    assert ((rec.judge(rows) != 0).numpy() == expected).all()
+    compiled = torch.compile(rec.judge, fullgraph=True)
+    assert ((compiled(rows) != 0).numpy() == expected).all()
+
+
+def test_compiled_chunks_stop_nonfinite_runs_inside_a_chunk():
+    """With the blow-up threshold out of reach, runs at lr 10¹⁰ on the WGAN Dirac-GAN overflow to
+    ±inf and NaN: the compiled chunk's judgement (float arithmetic, no isfinite) flags them at the
+    same record as eager stepping, as ``nonfinite``, and their batch mates go on."""
+    spec = {"game": {"name": "dirac", "loss": "wgan"}, "rules": ["simultaneous"],
+            "optimizer": {"name": "sgd", "lr": [1e10, 0.1]}, "steps": 60, "record_every": 2,
+            "diagnose": {"blowup": 1e300}}
+    ((eager, fused),) = _both(spec)
+    assert (fused.runs["stepping"] == "compiled").all(), fused.runs["stepping_note"].iloc[0]
+    reasons = set(fused.runs["stop_reason"].dropna())
+    assert reasons == {"nonfinite"} and fused.runs["stop_reason"].isna().any()
     _same(eager, fused)
 
 
