@@ -165,7 +165,8 @@ class ResultsFolder:
         :data:`~gamedyn.streaming.PART_ROWS` rows (what it reads at a time)."""
         trajectories = _grouped_by_run(trajectories, runs["run_id"])
         atomic_write(self.part(batch_id, "trajectories"),
-                     lambda p: trajectories.to_parquet(p, row_group_size=streaming.PART_ROWS))
+                     lambda p: trajectories.to_parquet(p, row_group_size=streaming.PART_ROWS,
+                                                    **streaming.WRITE_OPTIONS))
         atomic_write(self.part(batch_id, "runs"), lambda p: runs.to_parquet(p))
 
     def write_failures(self, failures: pd.DataFrame) -> None:

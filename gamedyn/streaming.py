@@ -40,6 +40,12 @@ SCHEMA = pa.schema([("run_id", pa.dictionary(pa.int32(), pa.string())), ("step",
 ROW_GROUP_ROWS = 1 << 18
 #: Rows per row group of a part file, and per record batch read from one (about 2 MB).
 PART_ROWS = 1 << 16
+#: How trajectories (parts and the assembled table) are encoded: dictionaries for the categorical
+#: columns only (trying one on ``value``, unique floats, before falling back doubles the write time),
+#: ``step`` as deltas. Measured on 7·10⁶ rows: 0.46 s and 42 MB against pyarrow's defaults' 1.0 s
+#: and 53 MB; read back identically by any Parquet reader.
+WRITE_OPTIONS = {"use_dictionary": ["run_id", "variable"],
+                 "column_encoding": {"step": "DELTA_BINARY_PACKED"}}
 
 Chunk = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # run ranks, steps, variable codes, values
 
@@ -104,7 +110,7 @@ def write_trajectories(out: Path, parts: list[Path], run_ids: list[str], part_of
     var_code = {v: i for i, v in enumerate(variables)}
     last = {p: i for i, p in enumerate(part_of)}  # the last run (in study order) of each part
     readers: dict[int, _PartRows] = {}
-    with pq.ParquetWriter(out, SCHEMA) as writer:
+    with pq.ParquetWriter(out, SCHEMA, **WRITE_OPTIONS) as writer:
         groups = _RowGroups(writer, pa.array(run_ids, pa.string()), pa.array(variables, pa.string()))
         for start, end in _stretches(part_of):
             p = int(part_of[start])
