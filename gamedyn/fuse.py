@@ -1,16 +1,17 @@
 """Fused stepping: chunks of steps (and the record that ends them) compiled into one kernel.
 
 A batch steps R runs at once, but in eager PyTorch every step of a toy game is a dozen tiny
-operations over [R] tensors, each paying the dispatcher's overhead: about 2·10⁶ run-steps/s at
-R = 1,000 on 2 cores, whatever the arithmetic. A chunk of ``k`` consecutive steps of the rule — the
-game's field (``torch.autograd.grad``), the optimizer, and the record that follows — is traced once
-into a graph of ATen operations (``make_fx`` on fake tensors: autograd's backward becomes part of
-the graph) and compiled by Inductor, which fuses it into a single C++ (or Triton) loop over the run
-axis. The compiled chunk is then called directly with the flat list of the params' and state's
-tensors: no Dynamo frame evaluation or guards, whose cost at R = 1,000 is several times that of the
-kernel (measured: ~25 µs per 10-step chunk and record against ~150 µs through ``torch.compile``).
-Nothing about the dynamics changes: the graph computes the same step functions, and compiled and
-eager stepping agree to rounding (``tests/test_fuse.py``).
+operations over [R] tensors, each paying the dispatcher's overhead: about 2·10⁶ run-steps/s at R =
+1,000 on 2 cores, whatever the arithmetic. A chunk of ``k`` consecutive steps of the rule — the
+game's field (``torch.autograd.grad``), the optimizer, and the record that follows — becomes one
+graph of ATen operations (one step and one record traced with ``make_fx`` on fake tensors,
+autograd's backward included, and copied as often as the chunk holds them) compiled by Inductor,
+which fuses it into a single C++ (or Triton) loop over the run axis. The compiled chunk is then
+called directly with the flat list of the params' and state's tensors: no Dynamo frame evaluation or
+guards, whose cost at R = 1,000 is several times that of the kernel (measured: ~25 µs per 10-step
+chunk and record against ~150 µs through ``torch.compile``). Nothing about the dynamics changes: the
+graph computes the same step functions, and compiled and eager stepping agree to rounding
+(``tests/test_fuse.py``).
 
 Modes (``gamedyn run --compile``):
 
@@ -42,8 +43,8 @@ fill a chunk.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import itertools
 import os
 import statistics
 import time
@@ -211,26 +212,21 @@ class Stepper:
         rec.store(at[i + 1], *self._call("row", params, state))
         return params, state, i + 1
 
-    def _chunk(self, what: str) -> Callable[[Params, State], Any]:
-        """The function ``steps`` (k steps), ``rec`` (m times: k steps and the record) or ``row``
+    def _chunk(self, what: str) -> _Chunk:
+        """The chunk ``steps`` (k steps), ``rec`` (m times: k steps and the record) or ``row``
         (the record); records come as ([m, V, R] rows, [m, R] :meth:`Recorder.judge` flags)."""
         rule, ctx, recorder = self.rule, self.ctx, self.recorder
         k, m = (0, 1) if what == "row" else (self.k, self.m)
 
-        def chunk(params: Params, state: State) -> Any:
-            parts = []
-            for _ in range(m):
-                with torch.enable_grad():  # as in eager stepping (unrolled differentiates updates)
-                    for _ in range(k):
-                        params, state = rule.step(ctx, params, state)
-                if what == "steps":
-                    return params, state
-                parts += recorder.parts(params)
-            rows = torch.cat(parts).view(m, -1, recorder.n_runs)
-            bad = recorder.judge(rows)
-            return (rows, bad) if what == "row" else (params, state, rows, bad)
+        def step(params: Params, state: State) -> tuple[Params, State]:
+            with torch.enable_grad():  # as in eager stepping (unrolled differentiates updates)
+                return rule.step(ctx, params, state)
 
-        return chunk
+        def finish(*parts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            rows = torch.cat(parts).view(m, -1, recorder.n_runs)
+            return rows, recorder.judge(rows)
+
+        return _Chunk(what, k, m, step, recorder.parts, finish)
 
     def _call(self, what: str, params: Params, state: State) -> Any:
         fn = self._fns.get(what)
@@ -247,55 +243,87 @@ class _Unfusable(RuntimeError):
     pass
 
 
-class _Compiled:
-    """A chunk traced once into one graph of ATen operations and compiled by Inductor.
+@dataclasses.dataclass
+class _Chunk:
+    """What a compiled chunk computes: ``m`` times ``k`` steps followed (unless ``what`` is
+    ``steps``) by a record, then ``finish`` of the ``m`` records' parts (their rows and flags)."""
 
-    Tracing runs the chunk's Python once on fake tensors (``make_fx``, ``tracing_mode="fake"``),
-    autograd included: the field's ``torch.autograd.grad`` becomes the backward operations in the
-    graph. Python control flow that depends on tensor values cannot be traced on fake tensors and
-    raises (the batch then steps eagerly), so a traced graph computes what eager stepping computes
-    whatever the values. Calling it skips Dynamo's frame evaluation and guards (which cost several
+    what: str
+    k: int
+    m: int
+    step: Callable[[Params, State], tuple[Params, State]]
+    record: Callable[[Params], list[torch.Tensor]]
+    finish: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+class _Compiled:
+    """A chunk traced into one graph of ATen operations and compiled by Inductor.
+
+    Tracing runs Python once on fake tensors (``make_fx``, ``tracing_mode="fake"``), autograd
+    included: the field's ``torch.autograd.grad`` becomes the backward operations in the graph.
+    Python control flow that depends on tensor values cannot be traced on fake tensors and raises
+    (the batch then steps eagerly), so a traced graph computes what eager stepping computes whatever
+    the values. One step, one record and the judgement of the records are each traced once, and
+    their graphs copied into the chunk's graph as often as it holds them (tracing costs ~1 ms per
+    operation: a 20-step chunk traced whole took longer than a batch's stepping); a step must give
+    its tensors back in the layouts it took them in, so that each copy computes what the traced step
+    did. Calling the compiled chunk skips Dynamo's frame evaluation and guards (which cost several
     times the fused kernel at R = 1,000): the inputs are the flat list of the params' and state's
     tensors, then the batch's other tensors (game matrices, learning rates: constants of the chunk,
     lifted to inputs so that batches of the same structure share one compiled graph).
-    The rule's counters (``ctx.counts``) are counted during tracing, one chunk's worth, and added at
-    each call.
+    The rule's counters (``ctx.counts``) are counted while tracing the step, times the chunk's
+    steps, and added at each call.
     """
 
-    def __init__(self, chunk: Callable[[Params, State], Any], params: Params, state: State,
-                 ctx: Context) -> None:
-        _set_up_compiler()  # before importing Inductor: it fixes its cache folder on first use
-        from torch._inductor.decomposition import select_decomp_table
-        from torch.fx.experimental.proxy_tensor import make_fx
-
+    def __init__(self, chunk: _Chunk, params: Params, state: State, ctx: Context) -> None:
         self._in = (params, state)  # the template: the order of the graph's inputs
         flat = _flatten(self._in, self._in)
         if not all(isinstance(x, torch.Tensor) for x in flat):
             raise _Unfusable("the rule's or optimizer's state holds Python numbers")
-        out_spec = []
-
-        def flat_chunk(*leaves: torch.Tensor) -> list[Any]:
-            out = chunk(*_unflatten(self._in, iter(leaves)))
-            out_spec.append(out)
-            return _flatten(out, out)
-
-        before, self.ctx = dict(ctx.counts), ctx
-        ctx.counts = _zero_counts()
-        try:
-            gm = make_fx(flat_chunk, tracing_mode="fake", _allow_non_fake_inputs=True,
-                         decomposition_table=select_decomp_table())(*flat)
-            self.counts = dict(ctx.counts)
-        finally:
-            ctx.counts = before
-        self._out = _unflatten(out_spec[-1], itertools.repeat(None))  # its structure only
-        outputs = next(n for n in gm.graph.nodes if n.op == "output").args[0]
-        if not all(isinstance(o, torch.fx.Node) for o in outputs):
-            raise _Unfusable("the chunk returns Python numbers")
-        if any(isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable
-               for n in gm.graph.nodes if n.op == "call_function"):
-            raise _Unfusable("the step changes tensors in place")
+        fakes = _fakes(flat)
+        self.ctx, self.counts = ctx, {c: 0 for c in ctx.counts}
+        root, graph = torch.nn.Module(), torch.fx.Graph()
+        x = [graph.placeholder(f"arg{i}") for i in range(len(flat))]
+        for node, fake in zip(x, fakes):
+            node.meta["val"] = fake
+        if chunk.k:
+            step = self._trace_step(chunk, fakes)
+        if chunk.what != "steps":
+            n_params = len(_flatten(params, params))
+            record = _trace(lambda *p: chunk.record(_unflatten(params, iter(p))),
+                            _fakes(fakes[:n_params]))
+            finish = _trace(chunk.finish, _fakes(_values(record, "output") * chunk.m))
+        parts: list[torch.fx.Node] = []
+        for _ in range(chunk.m):
+            for _ in range(chunk.k):
+                x = _inline(graph, root, "step", step, x)
+            if chunk.what != "steps":
+                parts += _inline(graph, root, "record", record, x[:n_params])
+        rows_bad = _inline(graph, root, "finish", finish, parts) if parts else []
+        graph.output(tuple(rows_bad if chunk.what == "row" else x + rows_bad))
+        self._out = {"steps": self._in, "rec": (*self._in, None, None), "row": (None, None)}[chunk.what]
+        gm = torch.fx.GraphModule(root, graph)
         self._constants = _lift_constants(gm)
         self._gm, self.nodes = gm, len(gm.graph.nodes)
+
+    def _trace_step(self, chunk: _Chunk, fakes: list[torch.Tensor]) -> torch.fx.GraphModule:
+        """One step traced from and to the flat params and state, its outputs in its inputs'
+        layouts (made contiguous where the inputs were), so that its copies can follow each other;
+        the rule's counters are counted meanwhile, times the chunk's steps."""
+
+        def step(*flat: torch.Tensor) -> list[torch.Tensor]:
+            out = _flatten(chunk.step(*_unflatten(self._in, iter(flat))), self._in)
+            return [o.contiguous() if i.is_contiguous() else o for o, i in zip(out, flat)]
+
+        before, self.ctx.counts = self.ctx.counts, _zero_counts()
+        try:
+            gm = _trace(step, fakes)
+            self.counts = {c: n * chunk.k * chunk.m for c, n in self.ctx.counts.items()}
+        finally:
+            self.ctx.counts = before
+        if [_layout(t) for t in _values(gm, "output")] != [_layout(t) for t in fakes]:
+            raise _Unfusable("the step gives its tensors back in other shapes or layouts")
+        return gm
 
     def _marker(self) -> Path:
         """A file in the compile cache that says this graph was compiled before (Inductor's cache
@@ -351,6 +379,68 @@ def _unflatten(template: Any, leaves: Iterator) -> Any:
     return next(leaves)
 
 
+def _trace(fn: Callable[..., Any], inputs: list[torch.Tensor]) -> torch.fx.GraphModule:
+    """``fn`` (flat tensors in, a flat list of tensors out) traced on fake tensors into a graph of
+    ATen operations (Inductor's decompositions); fake ``inputs`` keep their fake mode, so that the
+    graphs traced for one chunk share it."""
+    _set_up_compiler()  # before importing Inductor: it fixes its cache folder on first use
+    from torch._inductor.decomposition import select_decomp_table
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    gm = make_fx(fn, tracing_mode="fake", _allow_non_fake_inputs=True,
+                 decomposition_table=select_decomp_table())(*inputs)
+    if not all(isinstance(o, torch.fx.Node) for o in _output(gm).args[0]):
+        raise _Unfusable("the chunk returns Python numbers")
+    if any(isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable
+           for n in gm.graph.nodes if n.op == "call_function"):
+        raise _Unfusable("the step changes tensors in place")
+    return gm
+
+
+def _fakes(like: list[torch.Tensor]) -> list[torch.Tensor]:
+    """A distinct fake tensor for each of ``like`` (same shape, layout, dtype and device), all in the
+    fake mode of ``like``'s fakes, or a new one. Distinct: make_fx traces inputs that are the same
+    tensor object as one input, which would tie together what the chunk's later steps separate."""
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    mode = next((t.fake_mode for t in like if isinstance(t, FakeTensor)), None) or FakeTensorMode(
+        allow_fallback_kernels=True, allow_non_fake_inputs=True, shape_env=ShapeEnv(),
+        static_shapes=True)
+    with mode:
+        return [torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device) for t in like]
+
+
+def _output(gm: torch.fx.GraphModule) -> torch.fx.Node:
+    return next(n for n in reversed(gm.graph.nodes) if n.op == "output")
+
+
+def _values(gm: torch.fx.GraphModule, op: str) -> list[torch.Tensor]:
+    """The fake tensors of a traced graph's inputs (``placeholder``) or outputs (``output``)."""
+    if op == "output":
+        return [n.meta["val"] for n in _output(gm).args[0]]
+    return [n.meta["val"] for n in gm.graph.nodes if n.op == "placeholder"]
+
+
+def _layout(t: torch.Tensor) -> tuple:
+    return t.shape, t.stride(), t.dtype, t.device
+
+
+def _inline(graph: torch.fx.Graph, root: torch.nn.Module, name: str, sub: torch.fx.GraphModule,
+            args: list[torch.fx.Node]) -> list[torch.fx.Node]:
+    """Copy ``sub``'s operations into ``graph`` on the nodes ``args``; return its outputs. Its
+    tensor constants become ``root``'s attributes ``<name>.<attribute>`` (once)."""
+    if not hasattr(root, name):
+        root.add_module(name, sub)
+    inputs = [n for n in sub.graph.nodes if n.op == "placeholder"]
+    val_map: dict[torch.fx.Node, torch.fx.Node] = dict(zip(inputs, args))
+    for node in sub.graph.nodes:
+        if node.op == "get_attr":
+            val_map[node] = graph.get_attr(f"{name}.{node.target}")
+            val_map[node].meta = dict(node.meta)
+    return list(graph.graph_copy(sub.graph, val_map))
+
+
 def _lift_constants(gm: torch.fx.GraphModule) -> list[torch.Tensor]:
     """Turn the graph's tensor constants (the batch's game matrices, learning rates, …) into inputs
     placed after the others, and return them: the graph, and so Inductor's cache key, is then the
@@ -370,9 +460,8 @@ def _lift_constants(gm: torch.fx.GraphModule) -> list[torch.Tensor]:
             constants.append(value)
         node.replace_all_uses_with(lifted[node.target])
         graph.erase_node(node)
-    for target in lifted:  # their values would be in the cache key
-        if "." not in target:
-            delattr(gm, target)
+    for owner in {target.split(".")[0] for target in lifted}:  # their values would be in the
+        delattr(gm, owner)                                      # cache key
     gm.recompile()
     return constants
 
