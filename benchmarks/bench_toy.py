@@ -10,6 +10,9 @@ Everything is measured side by side in one invocation and reported as ratios (ma
 - ``gamedyn compiled``: the same with ``--compile on`` (:mod:`gamedyn.fuse`); its stepping rate
   excludes the compilation, which is reported on its own (warm: Inductor's on-disk cache may
   already hold it; ``--cold`` points the cache at an empty folder first);
+- the memory floor of recording: the records alone (the recorder's T × V × R float64 array, V = 7
+  variables for bilinear) written block by block into fresh memory, as the recorder stores them,
+  against the compiled loop without recording: whatever the stepping, recording cannot cost less;
 - ``gamedyn run`` end to end: the CLI on a study of R runs (start-up, stepping, diagnosis, Parquet),
   with ``--compile auto`` (the default) and ``--compile on``.
 
@@ -29,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -74,6 +78,19 @@ def batched(n_runs: int, steps: int, record_every: int, compile: str) -> tuple[f
     return n_runs * steps / loop, float(runs["compile_time"].iloc[0])
 
 
+def memory_floor(n_runs: int, steps: int, record_every: int, variables: int = 7,
+                 per_block: int = 2) -> float:
+    """Seconds to write a batch's records into a freshly allocated [T, V, R] float64 array,
+    ``per_block`` records at a time (a compiled chunk's worth), from a block already in cache."""
+    T = steps // record_every + 1
+    block = np.random.default_rng(0).random((per_block, variables, n_runs))
+    start = time.perf_counter()
+    values = np.empty((T, variables, n_runs))
+    for i in range(0, T - per_block + 1, per_block):
+        values[i:i + per_block] = block
+    return time.perf_counter() - start
+
+
 def end_to_end(n_runs: int, steps: int, record_every: int, jobs: int, compile: str) -> float:
     """Seconds for ``gamedyn run`` of the study, from process start to Parquet written."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,12 +122,14 @@ def main() -> None:
 
     hand = hand_loop(args.hand_runs, args.hand_steps)
     rates: dict[tuple[str, int], tuple[float, float]] = {}
+    floor = float("inf")
     for _ in range(args.repeat):  # rounds interleaved, the best of each kept: the machine is noisy
         for compile in ("off", "on"):
             for rec in (every, S):
                 rate, comp = batched(R, S, rec, compile)
                 best = rates.get((compile, rec), (0.0, comp))
                 rates[compile, rec] = (max(rate, best[0]), best[1])  # the first round's compile
+        floor = min(floor, memory_floor(R, S, every))
     e2e = {c: min(end_to_end(R, S, every, 1, c) for _ in range(args.repeat)) for c in ("auto", "on")}
     hand = max(hand, hand_loop(args.hand_runs, args.hand_steps))
     print(f"bilinear x·y, simultaneous SGD, R = {R} runs × {S} steps, torch {torch.__version__}, "
@@ -128,6 +147,10 @@ def main() -> None:
         cost = rates[compile, S][0] / rates[compile, every][0] - 1
         print(f"recording every {every} steps costs {100 * cost:.0f}% over not recording "
               f"({'eager' if compile == 'off' else 'compiled'})")
+    loop = R * S / rates["on", S][0]
+    print(f"memory floor: writing the {(S // every + 1) * 7 * R * 8 / 1e6:.0f} MB of records into fresh "
+          f"memory takes {1e3 * floor:.1f} ms = {100 * floor / loop:.0f}% of the compiled loop without "
+          f"recording ({1e3 * loop:.1f} ms)")
     for compile, sec in e2e.items():
         print(f"gamedyn run end to end (-j 1, --compile {compile}): {sec:.1f} s = "
               f"{R * S / sec:.3g} run-steps/s ({R * S / sec / hand:.0f}× the hand loop)")
