@@ -292,7 +292,7 @@ class _Compiled:
             n_params = len(_flatten(params, params))
             record = _trace(lambda *p: chunk.record(_unflatten(params, iter(p))),
                             _fakes(fakes[:n_params]))
-            finish = _trace(chunk.finish, _fakes(_values(record, "output") * chunk.m))
+            finish = _trace(chunk.finish, _fakes(_outputs(record) * chunk.m))
         parts: list[torch.fx.Node] = []
         for _ in range(chunk.m):
             for _ in range(chunk.k):
@@ -321,7 +321,7 @@ class _Compiled:
             self.counts = {c: n * chunk.k * chunk.m for c, n in self.ctx.counts.items()}
         finally:
             self.ctx.counts = before
-        if [_layout(t) for t in _values(gm, "output")] != [_layout(t) for t in fakes]:
+        if [_layout(t) for t in _outputs(gm)] != [_layout(t) for t in fakes]:
             raise _Unfusable("the step gives its tensors back in other shapes or layouts")
         return gm
 
@@ -415,11 +415,9 @@ def _output(gm: torch.fx.GraphModule) -> torch.fx.Node:
     return next(n for n in reversed(gm.graph.nodes) if n.op == "output")
 
 
-def _values(gm: torch.fx.GraphModule, op: str) -> list[torch.Tensor]:
-    """The fake tensors of a traced graph's inputs (``placeholder``) or outputs (``output``)."""
-    if op == "output":
-        return [n.meta["val"] for n in _output(gm).args[0]]
-    return [n.meta["val"] for n in gm.graph.nodes if n.op == "placeholder"]
+def _outputs(gm: torch.fx.GraphModule) -> list[torch.Tensor]:
+    """The fake tensors a traced graph returns."""
+    return [n.meta["val"] for n in _output(gm).args[0]]
 
 
 def _layout(t: torch.Tensor) -> tuple:
