@@ -243,6 +243,10 @@ class _Unfusable(RuntimeError):
     pass
 
 
+#: The chunks this process has compiled or loaded, by :meth:`_Compiled._key`.
+_LOADED: dict[str, Callable[[list[torch.Tensor]], Any]] = {}
+
+
 @dataclasses.dataclass
 class _Chunk:
     """What a compiled chunk computes: ``m`` times ``k`` steps followed (unless ``what`` is
@@ -325,29 +329,37 @@ class _Compiled:
             raise _Unfusable("the step gives its tensors back in other shapes or layouts")
         return gm
 
+    def _key(self) -> str:
+        """The graph's identity: its code and its inputs' layouts (the same for every batch of one
+        structure and size), under this torch."""
+        layouts = [_layout(n.meta["val"]) for n in self._gm.graph.nodes if n.op == "placeholder"]
+        return hashlib.sha1(f"{torch.__version__}{self._gm.code}{layouts}".encode()).hexdigest()
+
     def _marker(self) -> Path:
         """A file in the compile cache that says this graph was compiled before (Inductor's cache
         then holds it: compiling it again only loads it)."""
-        code = f"{self._gm.code}{[n.meta['val'] for n in self._gm.graph.nodes if n.op == 'placeholder']}"
-        key = hashlib.sha1(f"{torch.__version__}{code}".encode()).hexdigest()
-        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]) / "gamedyn-compiled" / key
+        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]) / "gamedyn-compiled" / self._key()
 
     def cached(self) -> bool:
-        return self._marker().exists()
+        return self._key() in _LOADED or self._marker().exists()
 
     def compile(self) -> None:
-        from torch._inductor.compile_fx import compile_fx_inner
+        """Compile the graph, or load it from Inductor's cache; a graph this process has compiled
+        or loaded before (an earlier batch of the same structure) is reused as it is."""
+        key = self._key()
+        if key not in _LOADED:
+            from torch._inductor.compile_fx import compile_fx_inner
 
-        marker = self._marker()
-
-        # Inductor's on-disk FX-graph cache needs the trace's fake mode (and its shape environment)
-        # in a tracing context, as Dynamo would give it
-        fake = [n.meta["val"] for n in self._gm.graph.nodes if n.op == "placeholder"]
-        with torch._guards.tracing(torch._guards.TracingContext(fake[0].fake_mode)):
-            self._fn = compile_fx_inner(self._gm, fake)
+            # Inductor's on-disk FX-graph cache needs the trace's fake mode (and its shape
+            # environment) in a tracing context, as Dynamo would give it
+            fake = [n.meta["val"] for n in self._gm.graph.nodes if n.op == "placeholder"]
+            with torch._guards.tracing(torch._guards.TracingContext(fake[0].fake_mode)):
+                _LOADED[key] = compile_fx_inner(self._gm, fake)
+            marker = self._marker()
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        self._fn = _LOADED[key]
         del self._gm
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
 
     def __call__(self, params: Params, state: State) -> Any:
         out = self._fn(_flatten((params, state), self._in) + self._constants)
