@@ -79,8 +79,8 @@ def batched(n_runs: int, steps: int, record_every: int, compile: str) -> tuple[f
 
 
 def memory_floor(n_runs: int, steps: int, record_every: int, variables: int = 7,
-                 per_block: int = 2) -> float:
-    """Seconds to write a batch's records into a freshly allocated [T, V, R] float64 array,
+                 per_block: int = 2) -> tuple[float, float]:
+    """(seconds, MB) to write a batch's records into a freshly allocated [T, V, R] float64 array,
     ``per_block`` records at a time (a compiled chunk's worth), from a block already in cache."""
     T = steps // record_every + 1
     block = np.random.default_rng(0).random((per_block, variables, n_runs))
@@ -88,7 +88,7 @@ def memory_floor(n_runs: int, steps: int, record_every: int, variables: int = 7,
     values = np.empty((T, variables, n_runs))
     for i in range(0, T - per_block + 1, per_block):
         values[i:i + per_block] = block
-    return time.perf_counter() - start
+    return time.perf_counter() - start, values.nbytes / 1e6
 
 
 def end_to_end(n_runs: int, steps: int, record_every: int, jobs: int, compile: str) -> float:
@@ -129,7 +129,8 @@ def main() -> None:
                 rate, comp = batched(R, S, rec, compile)
                 best = rates.get((compile, rec), (0.0, comp))
                 rates[compile, rec] = (max(rate, best[0]), best[1])  # the first round's compile
-        floor = min(floor, memory_floor(R, S, every))
+        seconds, megabytes = memory_floor(R, S, every)
+        floor = min(floor, seconds)
     e2e = {c: min(end_to_end(R, S, every, 1, c) for _ in range(args.repeat)) for c in ("auto", "on")}
     hand = max(hand, hand_loop(args.hand_runs, args.hand_steps))
     print(f"bilinear x·y, simultaneous SGD, R = {R} runs × {S} steps, torch {torch.__version__}, "
@@ -148,7 +149,7 @@ def main() -> None:
         print(f"recording every {every} steps costs {100 * cost:.0f}% over not recording "
               f"({'eager' if compile == 'off' else 'compiled'})")
     loop = R * S / rates["on", S][0]
-    print(f"memory floor: writing the {(S // every + 1) * 7 * R * 8 / 1e6:.0f} MB of records into fresh "
+    print(f"memory floor: writing the {megabytes:.3g} MB of records into fresh "
           f"memory takes {1e3 * floor:.1f} ms = {100 * floor / loop:.0f}% of the compiled loop without "
           f"recording ({1e3 * loop:.1f} ms)")
     for compile, sec in e2e.items():

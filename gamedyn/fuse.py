@@ -243,7 +243,7 @@ class _Unfusable(RuntimeError):
     pass
 
 
-#: The chunks this process has compiled or loaded, by :meth:`_Compiled._key`.
+#: The chunks this process has compiled or loaded, by their graph's ``_Compiled.key``.
 _LOADED: dict[str, Callable[[list[torch.Tensor]], Any]] = {}
 
 
@@ -309,6 +309,10 @@ class _Compiled:
         gm = torch.fx.GraphModule(root, graph)
         self._constants = _lift_constants(gm)
         self._gm, self.nodes = gm, len(gm.graph.nodes)
+        # its identity: its code and its inputs' layouts (the same for every batch of one structure
+        # and size), under this torch
+        layouts = [_layout(n.meta["val"]) for n in gm.graph.nodes if n.op == "placeholder"]
+        self.key = hashlib.sha1(f"{torch.__version__}{gm.code}{layouts}".encode()).hexdigest()
 
     def _trace_step(self, chunk: _Chunk, fakes: list[torch.Tensor]) -> torch.fx.GraphModule:
         """One step traced from and to the flat params and state, its outputs in its inputs'
@@ -329,36 +333,29 @@ class _Compiled:
             raise _Unfusable("the step gives its tensors back in other shapes or layouts")
         return gm
 
-    def _key(self) -> str:
-        """The graph's identity: its code and its inputs' layouts (the same for every batch of one
-        structure and size), under this torch."""
-        layouts = [_layout(n.meta["val"]) for n in self._gm.graph.nodes if n.op == "placeholder"]
-        return hashlib.sha1(f"{torch.__version__}{self._gm.code}{layouts}".encode()).hexdigest()
-
     def _marker(self) -> Path:
         """A file in the compile cache that says this graph was compiled before (Inductor's cache
         then holds it: compiling it again only loads it)."""
-        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]) / "gamedyn-compiled" / self._key()
+        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]) / "gamedyn-compiled" / self.key
 
     def cached(self) -> bool:
-        return self._key() in _LOADED or self._marker().exists()
+        return self.key in _LOADED or self._marker().exists()
 
     def compile(self) -> None:
         """Compile the graph, or load it from Inductor's cache; a graph this process has compiled
         or loaded before (an earlier batch of the same structure) is reused as it is."""
-        key = self._key()
-        if key not in _LOADED:
+        if self.key not in _LOADED:
             from torch._inductor.compile_fx import compile_fx_inner
 
             # Inductor's on-disk FX-graph cache needs the trace's fake mode (and its shape
             # environment) in a tracing context, as Dynamo would give it
             fake = [n.meta["val"] for n in self._gm.graph.nodes if n.op == "placeholder"]
             with torch._guards.tracing(torch._guards.TracingContext(fake[0].fake_mode)):
-                _LOADED[key] = compile_fx_inner(self._gm, fake)
+                _LOADED[self.key] = compile_fx_inner(self._gm, fake)
             marker = self._marker()
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
-        self._fn = _LOADED[key]
+        self._fn = _LOADED[self.key]
         del self._gm
 
     def __call__(self, params: Params, state: State) -> Any:
