@@ -178,8 +178,8 @@ class Stepper:
             fn = _Compiled(self._chunk(first), params, state, self.ctx)
             cost = WARM_SECONDS if fn.cached() else fn.nodes * SECONDS_PER_NODE
             if self.mode == "auto" and cost > remaining:
-                self.note = (f"auto: compiling ({fn.nodes} operations, ~{cost:.0f} s) would take "
-                             f"longer than stepping eagerly (~{remaining:.0f} s)")
+                self.note = (f"auto: compiling ({fn.nodes} operations) would take longer than "
+                             "stepping eagerly")  # no timings: the runs table is deterministic
             else:
                 fn.compile()
                 self._fns[first], self.kind = fn, "compiled"
