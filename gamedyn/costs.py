@@ -39,6 +39,13 @@ Adding a constant to f changes nothing either (E_{p_g}[c ∇ log p_g] = 0): only
 matters. Pathwise (reparameterised) gradients E_z[f′(a(G(z))) a′(G(z)) ∂G/∂θ] have the same
 expectation; every sample is weighted by |f′(a)|: D, 1 − D or e^{a} = D/(1 − D).
 
+The GAN objectives
+------------------
+:func:`gan_losses` gives both players' losses for the ``gan``, ``nsgan`` and ``wgan`` objectives
+from the discriminator's logits (the Dirac-GAN and the mixture games call it). Every log σ and
+softplus here is :func:`log_sigmoid`, whose first and second derivatives are exact at any logit
+(torch's softplus is the identity past 20, with derivative 1 instead of σ).
+
 Quadrature
 ----------
 Expectations under 1-D Gaussians (and mixtures of them) are computed without Monte Carlo noise by
@@ -64,7 +71,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 Tensor = torch.Tensor
 
@@ -73,9 +79,39 @@ LOG4 = math.log(4.0)
 VALUE_AT_EQUILIBRIUM = -LOG4
 
 
+def log_sigmoid(a: Tensor) -> Tensor:
+    """log σ(a), with first and second derivatives exact (to rounding) at any logit a.
+
+        log σ(a) = min(a, 0) − log(1 + e^{−|a|}),     d/da = σ(−a),     d²/da² = −σ(a) σ(−a).
+
+    Written as ``where(a < 0, a, 0) − log1p(exp(s))`` with s = ``where(a < 0, a, −a)`` = −|a|, so
+    that autograd differentiates exp and log1p, both exact in relative terms, and the derivative at
+    a = 0 comes out as ½ (s′(0) = −1, the branch a ≥ 0). ``F.softplus`` switches to the identity
+    past |a| = 20 (its gradient then is exactly 1 instead of σ, an error up to e⁻²⁰ ≈ 2·10⁻⁹), and
+    ``F.logsigmoid``'s double backward σ(a)(σ(a) − 1) cancels (10⁻³ relative at a = 30, 0 from
+    a ≈ 37): the Hessians of consensus optimisation, SGA and the stability analysis need both.
+    Built from where, exp, log1p and − only, whose CPU kernels give the same bits for an element
+    whether it falls in a vectorised loop's body or its scalar tail (torch's sigmoid, softplus and
+    logsigmoid's double backward do not, under AVX2), so a run's value does not depend on the size
+    of its batch (tests/test_exact_gradients.py)."""
+    neg = a < 0
+    return torch.where(neg, a, 0.0) - torch.log1p(torch.exp(torch.where(neg, a, -a)))
+
+
 def zeta(a: Tensor) -> Tensor:
-    """The softplus ζ(a) = log(1 + eᵃ) (so log σ(a) = −ζ(−a) and log(1 − σ(a)) = −ζ(a))."""
-    return F.softplus(a)
+    """The softplus ζ(a) = log(1 + eᵃ) = −log σ(−a) (so log σ(a) = −ζ(−a) and
+    log(1 − σ(a)) = −ζ(a)); exact derivatives ζ′ = σ, ζ″ = σ(a)σ(−a) at any a (:func:`log_sigmoid`)."""
+    return -log_sigmoid(-a)
+
+
+def sigmoid(a: Tensor) -> Tensor:
+    """σ(a) = 1 / (1 + e^{−a}), as e^{a} / (1 + e^{a}) for a < 0 and 1 / (1 + e^{−a}) for a ≥ 0:
+    exact in relative terms at any a (e^{−|a|} never overflows), and built from where, exp, + and ÷,
+    which give the same bits alone or in a batch (``torch.sigmoid`` does not on CPU under AVX2).
+    For values (discriminator outputs, cost slopes); differentiate :func:`log_sigmoid` instead."""
+    neg = a < 0
+    e = torch.exp(torch.where(neg, a, -a))
+    return torch.where(neg, e, 1.0) / (1.0 + e)
 
 
 def value(a_real: Tensor, w_real: Tensor, a_fake: Tensor, w_fake: Tensor) -> Tensor:
@@ -119,9 +155,9 @@ class GeneratorCost:
 
 COSTS: dict[str, GeneratorCost] = {
     "minimax": GeneratorCost("minimax", "log(1 − D) = −ζ(a)",
-                             lambda a: -zeta(a), lambda a: -torch.sigmoid(a)),
+                             lambda a: -zeta(a), lambda a: -sigmoid(a)),
     "non_saturating": GeneratorCost("non_saturating", "−log D = ζ(−a)",
-                                    lambda a: zeta(-a), lambda a: -torch.sigmoid(-a)),
+                                    lambda a: zeta(-a), lambda a: -sigmoid(-a)),
     "maximum_likelihood": GeneratorCost("maximum_likelihood", "−D/(1 − D) = −exp(a)",
                                         lambda a: -torch.exp(a), lambda a: -torch.exp(a)),
 }
@@ -134,6 +170,51 @@ def generator_cost(name: str) -> GeneratorCost:
         return COSTS[name]
     except KeyError:
         raise ValueError(f"unknown generator cost {name!r}; accepted: {', '.join(COSTS)}") from None
+
+
+# --- the GAN objectives -------------------------------------------------------------------------
+
+#: The objectives of :func:`gan_losses`.
+GAN_LOSSES: tuple[str, ...] = ("gan", "nsgan", "wgan")
+
+
+def resolved_cost(loss: str, gen_cost: str = "auto") -> str | None:
+    """The generator cost a ``loss`` plays with: ``gen_cost``, or for ``auto`` ``minimax`` (gan),
+    ``non_saturating`` (nsgan) or None (wgan: the critic gives no probability)."""
+    if loss not in GAN_LOSSES:
+        raise ValueError(f"unknown GAN loss {loss!r}; accepted: {', '.join(GAN_LOSSES)}")
+    if gen_cost != "auto":
+        return gen_cost
+    return {"gan": "minimax", "nsgan": "non_saturating", "wgan": None}[loss]
+
+
+def gan_losses(loss: str, a_real: Tensor, w_real: Tensor, a_fake: Tensor, w_fake: Tensor,
+               gen_cost: str = "auto") -> dict[str, Tensor]:
+    """The players' losses [R] (each minimises its own) from the discriminator's logits on data
+    ``a_real`` and on generated samples ``a_fake`` [R, n], with weights ``w_*`` (quadrature weights
+    or 1/n for a minibatch):
+
+    - ``gan`` (Goodfellow et al. 2014, arXiv 1406.2661, eq. 1): the discriminator's loss is −V with
+      V = E_{p_d} log σ(a) + E_{p_g} log(1 − σ(a)) = −E_{p_d} ζ(−a) − E_{p_g} ζ(a) (:func:`value`);
+      the generator minimises E_{p_g} f(a) for the cost ``gen_cost`` (:data:`COSTS`; Goodfellow
+      2014, arXiv 1412.6515, §3; Goodfellow 2016, arXiv 1701.00160, §3.2.3). ``minimax``
+      (f = −ζ(a) = log(1 − D), the default) is recorded as V itself, the zero-sum loss, which differs
+      from E_{p_g} f by E_{p_d} log σ(a), a term constant in the generator.
+    - ``nsgan``: ``gan`` with the non-saturating cost f = ζ(−a) = −log D (Goodfellow et al. 2014,
+      §3), the generator's loss E_{p_g} ζ(−a).
+    - ``wgan`` (Arjovsky, Chintala & Bottou 2017, arXiv 1701.07875, eq. 3): a is the critic's value,
+      V = E_{p_d} a − E_{p_g} a; the critic's loss is −V, the generator's V. ``gen_cost`` must be
+      ``auto``.
+
+    Every log σ and ζ has exact derivatives of first and second order at any logit
+    (:func:`log_sigmoid`)."""
+    if loss == "wgan":
+        v = (w_real * a_real).sum(-1) - (w_fake * a_fake).sum(-1)
+        return {"gen": v, "disc": -v}
+    v = value(a_real, w_real, a_fake, w_fake)
+    cost = resolved_cost(loss, gen_cost)
+    gen = v if cost == "minimax" else (w_fake * generator_cost(cost).f(a_fake)).sum(-1)
+    return {"gen": gen, "disc": -v}
 
 
 # --- quadrature -------------------------------------------------------------------------------
@@ -152,14 +233,23 @@ def normal_nodes(n: int, width: float, dtype: torch.dtype = torch.float64,
             torch.as_tensor(w, dtype=dtype, device=device))
 
 
-def gauss_hermite(n: int, dtype: torch.dtype = torch.float64, device: str = "cpu"
-                  ) -> tuple[Tensor, Tensor]:
-    """Gauss–Hermite nodes and weights for E_{u~N(0,1)} h(u) (probabilists' form, weights summing
-    to 1): exact for polynomials of degree ≤ 2n − 1. Provided for comparison; the games use
-    :func:`normal_nodes` (see the module docstring)."""
+def gauss_hermite(n: int, dim: int | None = None, dtype: torch.dtype = torch.float64,
+                  device: str = "cpu") -> tuple[Tensor, Tensor]:
+    """Gauss–Hermite nodes and weights for E_{u~N(0, I)} h(u) ≈ Σ w h(u) (probabilists' form,
+    weights summing to 1; ``numpy.polynomial.hermite_e.hermegauss``): exact for polynomials of
+    degree ≤ 2n − 1 in each coordinate.
+
+    ``dim`` None: nodes u [n] and weights w [n] in one dimension. ``dim`` = d: the tensor-product
+    grid, nodes [nᵈ, d] and weights w_{i₁…i_d} = w_{i₁} ⋯ w_{i_d} [nᵈ] (instance noise integrates
+    over ε ~ N(0, I_d) this way). The 1-D games use :func:`normal_nodes` instead (see the module
+    docstring)."""
     u, w = np.polynomial.hermite_e.hermegauss(n)
+    w = w / w.sum()
+    if dim is not None:
+        u = np.stack(np.meshgrid(*[u] * dim, indexing="ij"), -1).reshape(-1, dim)
+        w = np.prod(np.stack(np.meshgrid(*[w] * dim, indexing="ij"), -1).reshape(-1, dim), 1)
     return (torch.as_tensor(u, dtype=dtype, device=device),
-            torch.as_tensor(w / w.sum(), dtype=dtype, device=device))
+            torch.as_tensor(w, dtype=dtype, device=device))
 
 
 def expect(values: Tensor, weights: Tensor) -> Tensor:

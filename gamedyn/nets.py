@@ -37,18 +37,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .costs import zeta
+
 Tensor = torch.Tensor
 
+#: Hidden activations φ. ``softplus`` is ζ(x) = log(1 + eˣ) computed as −log σ(−x)
+#: (:func:`gamedyn.costs.zeta`): ``F.softplus`` is the identity past x = 20, so its derivative
+#: there is exactly 1 instead of σ(x) and its second derivative 0; ζ's derivatives are exact at any
+#: x and give the same bits whatever the batch (see :func:`gamedyn.costs.log_sigmoid`).
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,
     "leaky_relu": lambda x: F.leaky_relu(x, 0.2),
     "tanh": torch.tanh,
     "elu": F.elu,
-    "softplus": F.softplus,
+    "softplus": zeta,
 }
+
+
+class _Softplus(nn.Module):
+    """ζ(x) = −log σ(−x) as a module (``nn.Softplus`` has the cut-off at 20, see :data:`ACTIVATIONS`)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return zeta(x)
+
+
 _MODULES: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "tanh": nn.Tanh, "elu": nn.ELU,
-    "softplus": nn.Softplus,
+    "softplus": _Softplus,
 }
 INITS = ("orthogonal", "xavier_uniform", "xavier_normal", "he_normal", "torch_default")
 

@@ -113,6 +113,19 @@ def test_trapezoid_nodes_integrate_density_ratios_where_gauss_hermite_fails():
     assert float((w * u**4).sum()) == pytest.approx(3.0, rel=1e-12)   # exact for polynomials
 
 
+def test_gauss_hermite_tensor_grid_integrates_products_of_moments():
+    """In d dimensions the grid integrates E[ε₁² ε₂⁴ ε₃⁶] = 1 · 3 · 15 = 45 (Gaussian moments
+    (k − 1)!!) exactly, with weights the products of the 1-D ones."""
+    u1, w1 = gauss_hermite(5)
+    u, w = gauss_hermite(5, dim=3, dtype=torch.float32)
+    assert u.shape == (125, 3) and w.shape == (125,) and u.dtype == torch.float32
+    u, w = gauss_hermite(5, dim=3)
+    assert float(w.sum()) == pytest.approx(1.0, rel=1e-14)
+    assert float((w * u[:, 0] ** 2 * u[:, 1] ** 4 * u[:, 2] ** 6).sum()) == pytest.approx(45.0, rel=1e-12)
+    np.testing.assert_allclose(u[:7, 2].numpy(), np.r_[u1.numpy(), u1[:2].numpy()])
+    assert float(w[7]) == pytest.approx(float(w1[0] * w1[1] * w1[2]), rel=1e-14)
+
+
 # --- densities ---------------------------------------------------------------------------------
 
 def test_mixture_log_prob_cdf_and_moments_match_scipy():

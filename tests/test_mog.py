@@ -13,6 +13,7 @@ from scipy.spatial.distance import cdist
 
 from gamedyn import fit
 from gamedyn.batch import run_batch
+from gamedyn.costs import gan_losses
 from gamedyn.errors import StudyError
 from gamedyn.games import GAMES
 from gamedyn.random import Streams
@@ -181,8 +182,23 @@ def test_mode_hopping_is_cycling_and_a_stopped_run_is_diverged():
 
 # --- neural players ---------------------------------------------------------------------------
 
+def test_softplus_activation_has_exact_derivatives_past_torchs_cutoff():
+    """ζ(x) = log(1 + eˣ): ζ′ = σ(x), ζ″ = σ(x)σ(−x), also past |x| = 20 where F.softplus is the
+    identity (its derivative there exactly 1, its second derivative 0)."""
+    from scipy.special import expit
+
+    from gamedyn.nets import ACTIVATIONS
+
+    x = torch.tensor([-30.0, -21.0, 0.0, 21.0, 30.0], dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(ACTIVATIONS["softplus"](x).sum(), x, create_graph=True)
+    (h,) = torch.autograd.grad(g.sum(), x)
+    s = expit(x.detach().numpy())
+    np.testing.assert_allclose(g.detach().numpy(), s, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(h.numpy(), s * expit(-x.detach().numpy()), rtol=1e-15, atol=0)
+
+
 @pytest.mark.parametrize("sizes, activation", [((5, 7, 6, 2), "relu"), ((1, 7, 1), "leaky_relu"),
-                                               ((2, 9, 1), "tanh")])
+                                               ((2, 9, 1), "tanh"), ((3, 8, 5, 1), "softplus")])
 def test_batched_mlp_equals_per_run_modules_forward_and_backward(sizes, activation):
     from gamedyn.nets import MLP
 
@@ -287,11 +303,9 @@ def test_every_regularizer_runs_on_the_ring(loss):
 def test_generator_costs_have_the_stated_gradients(gen_cost):
     """d/da of the per-sample generator cost: minimax −σ(a), non-saturating −(1 − σ(a)) = −σ(−a),
     maximum likelihood −exp(a) (Goodfellow 2014)."""
-    from gamedyn.games.mixture import _objective
-
     a = torch.linspace(-3, 3, 7, dtype=torch.float64)[None].requires_grad_()
     w = torch.full((1, 7), 1 / 7, dtype=torch.float64)
-    out = _objective("gan", gen_cost, torch.zeros_like(a), w, a, w)
+    out = gan_losses("gan", torch.zeros_like(a), w, a, w, gen_cost)
     (g,) = torch.autograd.grad(out["gen"].sum(), a, retain_graph=True)
     expected = {"minimax": -torch.sigmoid(a), "non_saturating": -torch.sigmoid(-a),
                 "maximum_likelihood": -torch.exp(a)}[gen_cost] / 7

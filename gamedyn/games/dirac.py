@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from .. import costs
 from ..component import Param
 from .base import GAMES, Params, SampleGame, Tensor
-
-
-def _f(loss: str, t: Tensor) -> Tensor:
-    """The objective's f: f(t) = −log(1 + e^{−t}) (gan, nsgan) or f(t) = t (wgan)."""
-    return t if loss == "wgan" else -F.softplus(-t)
 
 
 @GAMES.register("dirac")
@@ -24,10 +19,16 @@ class Dirac(SampleGame):
     −E_{p_θ} f(−D_ψ(x)) = −f(−ψθ). Hence the fields θ̇ = −ψ f′(ψθ) (gan, wgan),
     θ̇ = −ψ f′(−ψθ) (nsgan), ψ̇ = θ f′(ψθ), with f(t) = −log(1 + e^{−t}) (gan, nsgan; f′(0) = ½) or
     f(t) = t (wgan). The Jacobian of the field at (0, 0) has eigenvalues ±i f′(0): no damping.
+
+    With f(t) = log σ(t), L is the value function V of :mod:`gamedyn.costs` for the data logit
+    a(x) = −D_ψ(x) (their D_ψ is high on generated samples): L = E_{p_D} log σ(a) + E_{p_θ} log(1 − σ(a)),
+    and for wgan L = E_{p_D} a − E_{p_θ} a; the nsgan loss −f(−ψθ) = ζ(−a) is the non-saturating
+    cost. The losses come from :func:`gamedyn.costs.gan_losses`, whose log σ has exact derivatives
+    at any ψθ.
     """
 
     params = {
-        "loss": Param(str, "gan", "objective", choices=("gan", "nsgan", "wgan")),
+        "loss": Param(str, "gan", "objective", choices=costs.GAN_LOSSES),
     }
 
     def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
@@ -46,10 +47,9 @@ class Dirac(SampleGame):
 
     def objective(self, params, real, fake):
         (xr, wr), (xf, wf) = real, fake
-        d_fake, d_real = self.disc_logit(params, xf), self.disc_logit(params, xr)
-        value = (wf * _f(self.loss, d_fake)).sum(1) + (wr * _f(self.loss, -d_real)).sum(1)
-        gen = -(wf * _f(self.loss, -d_fake)).sum(1) if self.loss == "nsgan" else value
-        return {"gen": gen, "disc": -value}
+        # the data logit a = −D_ψ(x) (see the class docstring)
+        return costs.gan_losses(self.loss, -self.disc_logit(params, xr), wr,
+                                -self.disc_logit(params, xf), wf)
 
     def equilibrium(self) -> Params:
         return self.zeros()

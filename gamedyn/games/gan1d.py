@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..component import Param
-from ..costs import COST_NAMES, LOG4, expect, generator_cost, normal_nodes, value
+from ..costs import COST_NAMES, LOG4, expect, generator_cost, normal_nodes, sigmoid, value
 from ..densities import Mixture, best_gaussian_kl, data_distribution, data_params, fit_labels, fit_metrics
 from .base import GAMES, Params, SampleGame, Tensor
 from .density import TINY, compare
@@ -186,8 +186,8 @@ class GAN1D(SampleGame):
         a_real, a_fake = self.disc_logit(P, xr), self.disc_logit(P, xf)
         out = {"model.mean": gen["mu"].detach(), "model.std": torch.exp(gen["log_sigma"]).detach(),
                "value": value(a_real, wr, a_fake, wf).detach(),
-               "disc.D_real": expect(torch.sigmoid(a_real), wr).detach(),
-               "disc.D_fake": expect(torch.sigmoid(a_fake), wf).detach()}
+               "disc.D_real": expect(sigmoid(a_real), wr).detach(),
+               "disc.D_fake": expect(sigmoid(a_fake), wf).detach()}
         with torch.no_grad():
             out.update(fit_metrics(self.data_dist, self.gen_dist(gen), self.u, self.w))
         if self.discriminator == "learned":

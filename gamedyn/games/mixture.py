@@ -8,7 +8,8 @@ batched over the run axis (:mod:`gamedyn.nets`). Defaults follow the unrolled-GA
 2 × 128 ReLU → d, latent N(0, I₂₅₆), discriminator 1 × 128 ReLU → 1 with its input scaled by 1/4,
 orthogonal initialisation with gain 0.8, minibatches of 512 real and 512 generated samples.
 
-Objectives (each player minimises its loss; ζ = softplus, D = σ(a)):
+Objectives (each player minimises its loss; ζ = softplus, D = σ(a)), computed by
+:func:`gamedyn.costs.gan_losses`:
 
 - ``gan`` (Goodfellow et al. 2014): V = E_{p_d} log D(x) + E_z log(1 − D(G(z)))
   = −E_{p_d} ζ(−a(x)) − E_z ζ(a(G(z))); the discriminator's loss is −V. The generator minimises
@@ -59,7 +60,7 @@ EVAL_STREAM = 0x5EED_E7A1
 GEN_COSTS = ("auto", *costs.COST_NAMES)
 
 _NET = {
-    "loss": Param(str, "gan", "objective", choices=("gan", "nsgan", "wgan")),
+    "loss": Param(str, "gan", "objective", choices=costs.GAN_LOSSES),
     "gen_cost": Param(str, "auto", "generator cost f (gan: minimax by default; nsgan: non_saturating)",
                       choices=GEN_COSTS),
     "latent": Param(int, 256, "latent dimension (z ~ N(0, I))", low=1),
@@ -108,19 +109,6 @@ def net_params(**data: Param) -> dict[str, Param]:
     """The parameters of a mixture game: its data's (``data``) followed by the networks' and the
     labels' thresholds."""
     return {**data, **_NET}
-
-
-def _objective(loss: str, gen_cost: str, ar: Tensor, wr: Tensor, af: Tensor, wf: Tensor
-               ) -> dict[str, Tensor]:
-    """The players' losses [R] from logits on real ``ar`` and generated ``af`` samples [R, n] and
-    their weights (see the module docstring); V and the costs f from :mod:`gamedyn.costs`."""
-    if loss == "wgan":
-        v = (wr * ar).sum(1) - (wf * af).sum(1)
-        return {"gen": v, "disc": -v}
-    v = costs.value(ar, wr, af, wf)
-    cost = gen_cost if gen_cost != "auto" else ("non_saturating" if loss == "nsgan" else "minimax")
-    gen = v if cost == "minimax" else (wf * costs.generator_cost(cost).f(af)).sum(1)
-    return {"gen": gen, "disc": -v}
 
 
 class MixtureGame(SampleGame):
@@ -186,8 +174,8 @@ class MixtureGame(SampleGame):
 
     def objective(self, params, real, fake):
         (xr, wr), (xf, wf) = real, fake
-        return _objective(self.loss, self.gen_cost, self.disc_logit(params, xr), wr,
-                          self.disc_logit(params, xf), wf)
+        return costs.gan_losses(self.loss, self.disc_logit(params, xr), wr,
+                                self.disc_logit(params, xf), wf, self.gen_cost)
 
     # --- metrics ----------------------------------------------------------------------------
 
@@ -218,7 +206,7 @@ class MixtureGame(SampleGame):
             for k in range(self.n_modes):
                 out[f"fit.mass[{k}]"] = m["hist"][:, k]
             ar, af = self.disc_logit(params, ev["data"]), self.disc_logit(params, x)
-            to_d = (lambda a: a) if self.loss == "wgan" else torch.sigmoid
+            to_d = (lambda a: a) if self.loss == "wgan" else costs.sigmoid
             out["D.real"], out["D.fake"] = to_d(ar).mean(1), to_d(af).mean(1)
             axes = "xy"[: self.dim]
             for i in range(min(self.plot_samples, self.eval_samples)):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import numpy as np
 import torch
 
 from ..component import Component, Registry
@@ -58,13 +57,3 @@ def input_grad_sq(game: SampleGame, params: Params, x: Tensor) -> Tensor:
     x = x.detach().requires_grad_(True)
     (g,) = torch.autograd.grad(game.disc_logit(params, x).sum(), x, create_graph=True)
     return (g * g).sum(-1)
-
-
-def gauss_hermite(order: int, dim: int, dtype: torch.dtype, device: str) -> tuple[Tensor, Tensor]:
-    """Nodes [m^dim, dim] and weights [m^dim] of E_{ε~N(0, I_dim)} g(ε) ≈ Σ w g(ε) (tensor grid)."""
-    nodes, weights = np.polynomial.hermite_e.hermegauss(order)
-    weights = weights / weights.sum()
-    grid = np.stack(np.meshgrid(*[nodes] * dim, indexing="ij"), -1).reshape(-1, dim)
-    w = np.prod(np.stack(np.meshgrid(*[weights] * dim, indexing="ij"), -1).reshape(-1, dim), 1)
-    return (torch.as_tensor(grid, dtype=dtype, device=device),
-            torch.as_tensor(w, dtype=dtype, device=device))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..component import Param
-from .base import REGULARIZERS, Regularizer, gauss_hermite, n_runs
+from ..costs import gauss_hermite
+from .base import REGULARIZERS, Regularizer, n_runs
 
 
 @REGULARIZERS.register("instance_noise")
@@ -13,9 +14,9 @@ class InstanceNoise(Regularizer):
     on x + σε for real and generated samples, ε ~ N(0, I).
 
     The expectation over ε is taken exactly up to Gauss–Hermite quadrature of order ``nodes`` per data
-    dimension (a tensor grid of nodes^d points, so this is for low-dimensional data), so the field is
-    the expected field, without Monte Carlo noise. On the Dirac-GAN with the gan loss this makes the
-    equilibrium locally attractive.
+    dimension (the tensor grid of :func:`gamedyn.costs.gauss_hermite`, nodes^d points, so this is for
+    low-dimensional data), so the field is the expected field, without Monte Carlo noise. On the
+    Dirac-GAN with the gan loss this makes the equilibrium locally attractive.
     """
 
     needs_samples = True
@@ -27,7 +28,8 @@ class InstanceNoise(Regularizer):
     def losses(self, game, params):
         R = n_runs(params)
         real, fake = game.real_samples(R), game.fake_samples(params)
-        eps, w_eps = gauss_hermite(self.nodes, real[0].shape[-1], game.dtype, game.device)
+        eps, w_eps = gauss_hermite(self.nodes, dim=real[0].shape[-1], dtype=game.dtype,
+                                   device=game.device)
         sigma = self.sigma[:, None, None, None]
 
         def noisy(samples):
