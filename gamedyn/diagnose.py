@@ -84,9 +84,9 @@ def diagnose(
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         logd = np.log(np.maximum(np.where(window, distance, 1.0), _TINY))
-        slope = _masked_slope(steps, logd, window)
+        slope = masked_slope(steps, logd, window)
         growth_window = np.exp(slope * W)
-        period, amplitude, cycles = _oscillation(steps, coords, window)
+        period, amplitude, cycles = oscillation(steps, coords, window)
 
         converged_tol = d_final <= th["converge_tol"] * d0
         label = np.full(R, "drifting", dtype=object)
@@ -108,8 +108,10 @@ def diagnose(
     }
 
 
-def _masked_slope(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Least-squares slope of y[r, :] against x over mask[r, :], per row (0 where undefined)."""
+def masked_slope(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Least-squares slope of y[r, :] against x [T] over the records where mask[r, :] holds, per row
+    [R]: g = Σ (x − x̄)(y − ȳ) / Σ (x − x̄)² over the masked records (0 where undefined: fewer than
+    two distinct x)."""
     w = mask.astype(float)
     n = w.sum(1)
     xm = (w * x).sum(1) / np.maximum(n, 1)
@@ -120,9 +122,13 @@ def _masked_slope(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(sxx > 0, sxy / np.where(sxx > 0, sxx, 1.0), 0.0)
 
 
-def _oscillation(steps: np.ndarray, coords: np.ndarray, window: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Period, amplitude and number of full cycles of each run's most varying coordinate."""
+def oscillation(steps: np.ndarray, coords: np.ndarray, window: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Period, amplitude and number of full cycles [R] of each run's most varying coordinate of
+    ``coords`` [R, T, C] over the records in ``window`` [R, T], at ``steps`` [T]: with k crossings
+    of the coordinate's window mean (interpolated linearly between records), cycles = (k − 1)/2,
+    period = 2 × (last − first crossing)/(k − 1) (NaN below two crossings), amplitude = half the
+    coordinate's range in the window (see the module docstring)."""
     R, T, C = coords.shape
     w = window[:, :, None]
     n = np.maximum(window.sum(1), 1)[:, None]

@@ -1,5 +1,6 @@
 """Fit to a mixture of Gaussians: mode metrics, sample distances, and the fit and dynamics labels of
-games whose generator is a neural network.
+games whose generator is a neural network. (The per-rule tables built from these labels are in
+:mod:`gamedyn.tables`.)
 
 Metrics (vectorised over the run axis; samples ``x`` ``[R, n, d]``, mode means ``[K, d]``)
 ---------------------------------------------------------------------------------------------
@@ -74,10 +75,9 @@ import math
 import warnings
 
 import numpy as np
-import pandas as pd
 import torch
 
-from .diagnose import _masked_slope, _oscillation
+from .diagnose import masked_slope, oscillation
 
 Tensor = torch.Tensor
 
@@ -152,8 +152,9 @@ def wasserstein1(x: Tensor, y: Tensor) -> Tensor:
 
 # --- labels ----------------------------------------------------------------------------------
 
-def _last(series: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
-    """Each run's value at its last valid record (NaN where there is none)."""
+def last_valid(series: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
+    """Each run's value [R] at its last valid record, ``series[r, n_valid[r] − 1]`` of ``series``
+    [R, T] (NaN where the run has none)."""
     last = np.maximum(n_valid - 1, 0)
     v = series[np.arange(series.shape[0]), last]
     return np.where(n_valid > 0, v, np.nan)
@@ -211,14 +212,14 @@ def sample_dynamics(steps: np.ndarray, mass: np.ndarray, n_valid: np.ndarray, st
         smooth = m.copy()
         if T >= 3:
             smooth[:, 1:-1] = (m[:, :-2] + m[:, 1:-1] + m[:, 2:]) / 3.0
-        period, amplitude, cycles = _oscillation(np.asarray(steps, dtype=float), smooth, window)
+        period, amplitude, cycles = oscillation(np.asarray(steps, dtype=float), smooth, window)
         oscillating = (cycles >= th["min_cycles"]) & (amplitude >= th["cycle_mass"] / K)
 
         if energy is not None:
             steps_f = np.asarray(steps, dtype=float)
             loge = np.log(np.maximum(np.where(window, energy, 1.0), 1e-300))
             W = steps_f[last] - steps_f[start]
-            trend = np.exp(_masked_slope(steps_f, np.nan_to_num(loge), window) * W)
+            trend = np.exp(masked_slope(steps_f, np.nan_to_num(loge), window) * W)
         else:
             trend = np.ones(R)
         settled = (trend <= th["settle_energy"]) & (trend >= 1.0 / th["settle_energy"])
@@ -230,71 +231,3 @@ def sample_dynamics(steps: np.ndarray, mass: np.ndarray, n_valid: np.ndarray, st
             "modes_visited": visited.astype(float), "modes_held": held_typ,
             "mode_turnover": turnover, "mode_hopping": hopping,
             "period": period, "amplitude": amplitude, "cycles": cycles}
-
-
-# --- the per-rule table ------------------------------------------------------------------------
-
-def _plain(value: object) -> object:
-    """5.0 → 5 (integer parameters come back as floats from columns holding NaN)."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def display_labels(runs: pd.DataFrame) -> pd.Series:
-    """``rule_label`` with the parameters that vary between alternatives of the same rule spelled
-    out even where they take their default (``unrolled`` beside ``unrolled(k=10)`` becomes
-    ``unrolled(k=5)``), for tables and figures."""
-    out = runs["rule_label"].astype(str).copy()
-    for rule, group in runs.groupby("rule", sort=False):
-        cols = [c for c in runs.columns if c.startswith("rule.") and group[c].nunique(dropna=True) > 1]
-        if not cols:
-            continue
-        bare = group.index[group["rule_label"] == rule]
-        for i in bare:
-            params = ", ".join(f"{c[5:]}={_plain(group.at[i, c])}" for c in cols)
-            out.at[i] = f"{rule}({params})"
-    return out
-
-
-
-def rule_table(runs: pd.DataFrame, by: tuple[str, ...] = ("game_label", "rule_label")) -> pd.DataFrame:
-    """Per rule (and game): runs, modes captured (mean ± s.e.), high-quality % (mean ± s.e.), KL
-    (mean ± s.e.), and the fractions of runs labelled mode_collapse and fit, from the runs table's
-    final-record columns ``modes``, ``high_quality``, ``kl`` and ``fit``. Rules are named by
-    :func:`display_labels`."""
-    runs = runs.assign(rule_label=display_labels(runs))
-    g = runs.groupby(list(by), sort=False)
-
-    def se(s: pd.Series) -> float:
-        return float(s.std(ddof=1) / math.sqrt(s.count())) if s.count() > 1 else float("nan")
-
-    out = pd.DataFrame({
-        "runs": g.size(),
-        "modes": g["modes"].mean(), "modes_se": g["modes"].agg(se),
-        "high_quality_pct": 100 * g["high_quality"].mean(),
-        "high_quality_pct_se": 100 * g["high_quality"].agg(se),
-        "kl": g["kl"].mean(), "kl_se": g["kl"].agg(se),
-        "mode_collapse": g["fit"].apply(lambda s: float((s == "mode_collapse").mean())),
-        "fit": g["fit"].apply(lambda s: float((s == "fit").mean())),
-    })
-    if "dynamics" in runs:
-        out["converged"] = g["dynamics"].apply(lambda s: float((s == "converged").mean()))
-        out["cycling"] = g["dynamics"].apply(lambda s: float((s == "cycling").mean()))
-    if "mode_hopping" in runs:
-        out["mode_hopping"] = g["mode_hopping"].apply(lambda s: float(s.astype(bool).mean()))
-    return out.reset_index()
-
-
-def markdown_table(table: pd.DataFrame) -> str:
-    """The :func:`rule_table` as a Markdown table (mean ± s.e.); the game column only when the
-    table has several games."""
-    games = table["game_label"].nunique() > 1
-    head = "| game | rule |" if games else "| rule |"
-    head += " runs | modes | high quality % | KL | mode collapse | fit |"
-    lines = [head, ("|---" if games else "") + "|---|---:|---:|---:|---:|---:|---:|"]
-    for _, r in table.iterrows():
-        lines.append(
-            (f"| {r['game_label']} " if games else "") + f"| {r['rule_label']} | {int(r['runs'])} | "
-            f"{r['modes']:.2f} ± {np.nan_to_num(r['modes_se']):.2f} | "
-            f"{r['high_quality_pct']:.1f} ± {np.nan_to_num(r['high_quality_pct_se']):.1f} | "
-            f"{r['kl']:.3f} ± {np.nan_to_num(r['kl_se']):.3f} | {r['mode_collapse']:.0%} | {r['fit']:.0%} |")
-    return "\n".join(lines) + "\n"

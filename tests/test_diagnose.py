@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gamedyn.diagnose import DEFAULTS, diagnose
+from gamedyn.diagnose import DEFAULTS, diagnose, masked_slope, oscillation
 
 
 def label(distance, coords, steps=None, stopped=None, **th):
@@ -80,3 +80,28 @@ def test_runs_are_labelled_independently_in_one_call():
     coords = np.stack([grow, orbit, np.exp(-0.01 * k)])[:, :, None]
     out = diagnose(k, d, coords, np.full(3, len(k)), np.zeros(3, bool), DEFAULTS)
     assert list(out["dynamics"]) == ["diverged", "cycling", "converged"]
+
+
+def test_masked_slope_is_the_least_squares_slope_over_the_mask():
+    rng = np.random.default_rng(0)
+    x = np.sort(rng.uniform(0, 10, 30))
+    y = rng.normal(size=(3, 30))
+    mask = rng.uniform(size=(3, 30)) < 0.6
+    mask[2] = False
+    mask[2, 4] = True                                    # one point: no slope, 0
+    got = masked_slope(x, y, mask)
+    for r in range(2):
+        np.testing.assert_allclose(got[r], np.polyfit(x[mask[r]], y[r, mask[r]], 1)[0], rtol=1e-10)
+    assert got[2] == 0.0
+
+
+def test_oscillation_of_a_sine_has_its_period_amplitude_and_cycles():
+    """c(t) = 3 sin(2π(t + ½)/40) + 0.1 (beside a quieter coordinate) at t = 0…399: 19 crossings of
+    the mean (t = 20k − ½, k = 1…19), so cycles = (19 − 1)/2 = 9 and period = 2 (379.5 − 19.5)/18
+    = 40; the samples nearest the peaks sit ½ step off them: amplitude 3 cos(2π·½/40) = 3 cos(π/40)."""
+    t = np.arange(400.0)
+    coords = np.stack([3 * np.sin(2 * np.pi * (t + 0.5) / 40) + 0.1, 0.01 * np.cos(t)], -1)[None]
+    period, amplitude, cycles = oscillation(t, coords, np.ones((1, 400), bool))
+    assert period[0] == pytest.approx(40.0, rel=1e-12)
+    assert amplitude[0] == pytest.approx(3 * np.cos(np.pi / 40), rel=1e-12)
+    assert cycles[0] == 9.0

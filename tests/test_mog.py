@@ -11,7 +11,7 @@ import torch
 from scipy import stats
 from scipy.spatial.distance import cdist
 
-from gamedyn import fit
+from gamedyn import fit, tables
 from gamedyn.batch import run_batch
 from gamedyn.costs import gan_losses
 from gamedyn.errors import StudyError
@@ -353,7 +353,7 @@ def test_the_study_files_run_shrunk_and_draw_their_figures(tmp_path, name):
     spec.update(seeds=2, steps=4, record_every=2)
     results = run_study(make_study(spec), out=tmp_path, jobs=1, progress=False)
     assert set(results.runs["fit"]) <= set(fit.FIT_LABELS)
-    table = fit.rule_table(results.runs)
+    table = tables.rule_table(results.runs)
     assert len(table) == results.runs["rule_label"].nunique() and (table["runs"] == 2).all()
     paths = write_report(results)
     assert {p.name for p in paths} == {"mog_samples.png", "mog_table.png"}
@@ -367,4 +367,4 @@ def test_display_labels_spell_out_swept_defaults():
     runs = pd.DataFrame({"rule": ["unrolled", "unrolled", "simultaneous"],
                          "rule_label": ["unrolled(k=0)", "unrolled", "simultaneous"],
                          "rule.k": [0.0, 5.0, float("nan")]})
-    assert fit.display_labels(runs).tolist() == ["unrolled(k=0)", "unrolled(k=5)", "simultaneous"]
+    assert tables.display_labels(runs).tolist() == ["unrolled(k=0)", "unrolled(k=5)", "simultaneous"]

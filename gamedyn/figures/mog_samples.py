@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..fit import display_labels
 from ..results import Results
+from ..tables import display_labels
 from .base import FIGURES, pyplot
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fit import markdown_table, rule_table
 from ..results import Results
+from ..tables import markdown_table, rule_table
 from .base import FIGURES, pyplot
 
 
@@ -15,7 +15,7 @@ from .base import FIGURES, pyplot
 def mog_table(results: Results, path: str | Path) -> Path:
     """Per (game, rule): modes captured (mean ± s.e. over seeds), high-quality % (mean ± s.e.), KL of
     the mode histogram to uniform (mean ± s.e.) and the fraction of runs labelled mode_collapse
-    (:func:`gamedyn.fit.rule_table`), as four bar panels. The table itself is written beside the
+    (:func:`gamedyn.tables.rule_table`), as four bar panels. The table itself is written beside the
     PNG as ``<name>.md`` (Markdown) and ``<name>.csv``."""
     plt = pyplot()
     table = rule_table(results.runs)

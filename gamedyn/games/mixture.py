@@ -222,16 +222,16 @@ class MixtureGame(SampleGame):
         mean output on data and samples), and the dynamics evidence of
         :func:`gamedyn.fit.sample_dynamics`. See :mod:`gamedyn.fit` for both rules."""
         th = {k: getattr(self, k) for k in _THRESHOLDS}
-        last = {name: fit._last(series[f"fit.{name}"], n_valid)
+        last = {name: fit.last_valid(series[f"fit.{name}"], n_valid)
                 for name in ("modes", "high_quality", "kl", "energy")}
         out: dict[str, np.ndarray] = {
             "fit": fit.fit_labels(last["modes"], last["high_quality"], last["kl"], self.n_modes, th),
             **last,
         }
         if "fit.w1" in series:
-            out["w1"] = fit._last(series["fit.w1"], n_valid)
-        out["disc_real"] = fit._last(series["D.real"], n_valid)   # D's mean output at the end
-        out["disc_fake"] = fit._last(series["D.fake"], n_valid)
+            out["w1"] = fit.last_valid(series["fit.w1"], n_valid)
+        out["disc_real"] = fit.last_valid(series["D.real"], n_valid)   # D's mean output at the end
+        out["disc_fake"] = fit.last_valid(series["D.fake"], n_valid)
         mass = np.stack([series[f"fit.mass[{k}]"] for k in range(self.n_modes)], -1)   # [R, T, K]
         stopped = n_valid < len(steps)
         out.update(fit.sample_dynamics(steps, mass, n_valid, stopped, th, series["fit.energy"]))
