@@ -36,10 +36,12 @@ import functools
 import hashlib
 import itertools
 import json
+import numbers
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from . import diagnose, expect, memory
@@ -186,7 +188,9 @@ def make_study(spec: Any, source: str | None = None) -> Study:
         _check_init(icfg, gcfg, ikey)
     for (gcfg, _), (regcfg, _) in itertools.product(games, regularizers):
         _check_regularizer(regcfg, gcfg)
-    runs = []
+    for (gcfg, _), (rcfg, _), (ocfg, _) in itertools.product(games, rules, optimizers):
+        _check_rule(rcfg, ocfg, gcfg)
+    points = []
     common = {"steps": steps, "record_every": record_every, "dtype": dtype}
     for (gcfg, gcols), (rcfg, rcols), (regcfg, regcols), (ocfg, ocols), (icfg, icols, _), seed in \
             itertools.product(games, rules, regularizers, optimizers, inits, seeds):
@@ -199,7 +203,10 @@ def make_study(spec: Any, source: str | None = None) -> Study:
             "regularizer_label": _label(REGULARIZERS, regcfg),
             **gcols, **rcols, **regcols, **ocols, **icols, **common,
         }
-        runs.append(Run(_hash(config), config, columns, plugins))
+        points.append((config, columns))
+    uniform = uniform_columns([columns for _, columns in points])
+    runs = [Run(_hash(config), config, columns, plugins)
+            for (config, _), columns in zip(points, uniform)]
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise StudyError("", "the study lists the same run twice (duplicate alternatives or seeds)")
@@ -209,6 +216,45 @@ def make_study(spec: Any, source: str | None = None) -> Study:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+def uniform_column(values: list[Any]) -> list[Any]:
+    """One column's values (None: the run has no such parameter) stored one way for every run, so
+    that the runs table has one type per column: values that are all numbers, all booleans or all
+    strings are kept as they are; otherwise (a list for any run, or kinds that mix) every value but
+    None becomes text — a string as it is, anything else as JSON (``0.5`` → ``"0.5"``,
+    ``[0.5, 1.0]`` → ``"[0.5, 1.0]"``)."""
+    kinds = {_kind(v) for v in values if v is not None}
+    if len(kinds) <= 1 and "other" not in kinds:
+        return values
+    return [v if v is None or isinstance(v, str) else _text(v) for v in values]
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, bool | np.bool_):
+        return "bool"
+    if isinstance(v, numbers.Real):
+        return "number"
+    return "str" if isinstance(v, str) else "other"
+
+
+def _text(v: Any) -> str:
+    return json.dumps(v.item() if isinstance(v, np.generic) else v, default=str)
+
+
+def uniform_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs' columns with each column stored one way across all runs (:func:`uniform_column`)."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    fixed = {}
+    for k in keys:
+        values = [row.get(k) for row in rows]
+        new = uniform_column(values)
+        if new is not values:
+            fixed[k] = new
+    if not fixed:
+        return rows
+    return [{k: (fixed[k][i] if k in fixed else v) for k, v in row.items()}
+            for i, row in enumerate(rows)]
+
 
 def _hash(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -367,8 +413,7 @@ def _init_alternatives(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any], 
                 values[player] = dict(given)
             config = {"dist": dist, "scale": float(scale), **values}
             cols = {"init.dist": dist, "init.scale": float(scale)}
-            cols.update({f"init.{p}.{n}": v if isinstance(v, int | float) else json.dumps(v)
-                         for p in PLAYERS for n, v in values[p].items()})
+            cols.update({f"init.{p}.{n}": v for p in PLAYERS for n, v in values[p].items()})
             out.append((config, cols, key))
     return out
 
@@ -383,8 +428,6 @@ def _check_value(v: Any, key: str) -> None:
 
 def _check_init(init: dict[str, Any], game: dict[str, Any], key: str) -> None:
     """Explicit initial values must name the game's parameters and fit their shapes."""
-    import numpy as np
-
     shapes = _built(game).shapes()
     for player in PLAYERS:
         if init[player] and player not in shapes:
@@ -417,6 +460,15 @@ def _check_regularizer(reg: dict[str, Any], game: dict[str, Any]) -> None:
     if cls.needs_disc and "disc" not in _built(game).players:
         raise StudyError("regularizer", f"{reg['name']!r} acts on the discriminator, which game "
                                         f"{_label(GAMES, game)!r} does not have as a player")
+
+
+def _check_rule(rule: dict[str, Any], optimizer: dict[str, Any], game: dict[str, Any]) -> None:
+    """What a rule declares it needs (players, its optimizers' capabilities: ``Rule.unmet``)."""
+    players = tuple(_built(game).players)
+    opts = {p: OPTIMIZERS.get(optimizer[p]["name"]) for p in players if p in optimizer}
+    problem = RULES.get(rule["name"]).unmet(rule, players, opts)
+    if problem:
+        raise StudyError("rules", f"{problem} (game {_label(GAMES, game)!r})")
 
 
 @functools.cache

@@ -104,3 +104,31 @@ def test_duplicate_runs_are_refused():
 def test_max_batch_splits_batches():
     study = make_study({**BASE, "optimizer": {"lr": [0.1, 0.2, 0.3]}, "seeds": 3, "max_batch": 4})
     assert sorted(len(b) for b in study.batches()) == [1, 4, 4]
+
+
+def test_a_column_is_stored_one_way_for_every_run():
+    """Init alternatives giving one parameter a scalar and a list: the column is text (JSON) for
+    every run; all scalars stay numbers, all lists stay JSON text. Run ids do not change."""
+    def column(*values):
+        study = make_study({**BASE, "game": {"name": "bilinear", "dim": 2},
+                            "init": [{"gen": {"x": v}} for v in values]})
+        return [r.columns["init.gen.x"] for r in study.runs], study
+
+    mixed, study = column(0.5, [0.5, 1.0], 2)
+    assert mixed == ["0.5", "[0.5, 1.0]", "2"]
+    assert [r.config["init"]["gen"]["x"] for r in study.runs] == [0.5, [0.5, 1.0], 2]
+    assert column(0.5, 2)[0] == [0.5, 2]
+    assert column([0.5, 1.0], [2, 1.5])[0] == ["[0.5, 1.0]", "[2, 1.5]"]
+    # a parameter given for some alternatives only: None elsewhere, in both kinds of column
+    study = make_study({**BASE, "game": {"name": "bilinear", "dim": 2},
+                        "init": [{"gen": {"x": 0.5}}, {"gen": {"x": [1.0, 2.0]}}, {"dist": "normal"}]})
+    assert [r.columns.get("init.gen.x") for r in study.runs] == ["0.5", "[1.0, 2.0]", None]
+
+
+def test_uniform_column_keeps_one_kind_and_turns_mixed_kinds_into_text():
+    from gamedyn.study import uniform_column
+
+    assert uniform_column([1, 0.5, None]) == [1, 0.5, None]
+    assert uniform_column(["gan", None, "wgan"]) == ["gan", None, "wgan"]
+    assert uniform_column([True, False]) == [True, False]
+    assert uniform_column(["gan", 0.5, True, None]) == ["gan", "0.5", "true", None]
