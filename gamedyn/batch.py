@@ -103,10 +103,10 @@ def run_batch(runs: list[Run], thresholds: dict[str, float] | None = None,
                 if not recorder.alive():
                     break
     wall = time.perf_counter() - start
-    return _collect(runs, recorder, ctx, th, wall, recorder.steps[i], predicted, stepper)
+    return _collect(runs, recorder, state["counts"], th, wall, recorder.steps[i], predicted, stepper)
 
 
-def _collect(runs: list[Run], recorder: Recorder, ctx: Context, th: dict[str, float],
+def _collect(runs: list[Run], recorder: Recorder, counts: dict[str, torch.Tensor], th: dict[str, float],
              wall: float, done: int, predicted: np.ndarray, stepper: fuse.Stepper) -> BatchResult:
     steps, values, n_valid = recorder.arrays()
     V = recorder.variables
@@ -130,10 +130,9 @@ def _collect(runs: list[Run], recorder: Recorder, ctx: Context, th: dict[str, fl
     rows["stopped_step"] = stop_step
     rows["stop_reason"] = recorder.stop_reason
     rows["steps_done"] = done
-    rows["grad_evals"] = ctx.counts["grad_evals"]
-    rows["hvps"] = ctx.counts["hvps"]
-    rows["grad_evals_per_step"] = ctx.counts["grad_evals"] / max(done, 1)
-    rows["hvps_per_step"] = ctx.counts["hvps"] / max(done, 1)
+    for c in ("grad_evals", "hvps"):  # each run's own (the rule state's counters; padding dropped)
+        rows[c] = counts[c][:len(runs)].cpu().numpy()
+        rows[f"{c}_per_step"] = rows[c] / max(done, 1)
     rows["batch_id"] = bid
     rows["batch_size"] = len(runs)
     rows["wall_time"] = wall / len(runs)

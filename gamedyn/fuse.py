@@ -48,12 +48,13 @@ import hashlib
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from . import tree
 from .games.base import Params
 from .record import Recorder
 from .rules.base import Rule, State
@@ -84,10 +85,6 @@ def chunk_length(interval: int) -> int:
 def records_per_chunk(interval: int) -> int:
     """Record intervals per compiled chunk: as many as fit in :data:`MAX_UNROLL` steps."""
     return max(1, MAX_UNROLL // interval)
-
-
-def _zero_counts() -> dict[str, int]:
-    return {"grad_evals": 0, "hvps": 0}
 
 
 class Stepper:
@@ -124,13 +121,13 @@ class Stepper:
             params, state = self._probe(params, state, m)
             n -= m
         if self.kind == "compiled":
-            counts, done = dict(self.ctx.counts), self._done
+            done = self._done
             try:
                 out = self._compiled(params, state, i, n)
                 if out is not None:
                     return out
             except Exception as e:  # noqa: BLE001  (any compiler failure: fall back to eager)
-                self.ctx.counts, self._done = counts, done  # redo the interval eagerly from its start
+                self._done = done  # redo the interval eagerly from its start
                 self.kind, self.note = "eager", _why(e)
         params, state = self._eager(params, state, n)
         self.recorder.store(at[i + 1], self.recorder.row(params))
@@ -175,7 +172,7 @@ class Stepper:
         first = "rec" if self.interval == self.k else "steps"
         start = time.perf_counter()
         try:  # trace and compile now (on fake tensors: the point is untouched), before any chunk
-            fn = _Compiled(self._chunk(first), params, state, self.ctx)
+            fn = _Compiled(self._chunk(first), params, state)
             cost = WARM_SECONDS if fn.cached() else fn.nodes * SECONDS_PER_NODE
             if self.mode == "auto" and cost > remaining:
                 self.note = (f"auto: compiling ({fn.nodes} operations) would take longer than "
@@ -232,7 +229,7 @@ class Stepper:
         fn = self._fns.get(what)
         if fn is None:  # compiled at its first call, for this batch's shapes and constants
             start = time.perf_counter()
-            fn = _Compiled(self._chunk(what), params, state, self.ctx)
+            fn = _Compiled(self._chunk(what), params, state)
             fn.compile()
             self._fns[what] = fn
             self.compile_seconds += time.perf_counter() - start
@@ -275,17 +272,16 @@ class _Compiled:
     times the fused kernel at R = 1,000): the inputs are the flat list of the params' and state's
     tensors, then the batch's other tensors (game matrices, learning rates: constants of the chunk,
     lifted to inputs so that batches of the same structure share one compiled graph).
-    The rule's counters (``ctx.counts``) are counted while tracing the step, times the chunk's
-    steps, and added at each call.
+    The rule's cost counters (``state["counts"]``, int64 ``[R]``) are state tensors like any other:
+    each copy of the step advances them as an eager step would.
     """
 
-    def __init__(self, chunk: _Chunk, params: Params, state: State, ctx: Context) -> None:
+    def __init__(self, chunk: _Chunk, params: Params, state: State) -> None:
         self._in = (params, state)  # the template: the order of the graph's inputs
-        flat = _flatten(self._in, self._in)
+        flat = tree.leaves(self._in)
         if not all(isinstance(x, torch.Tensor) for x in flat):
             raise _Unfusable("the rule's or optimizer's state holds Python numbers")
         fakes = _fakes(flat)
-        self.ctx, self.counts = ctx, {c: 0 for c in ctx.counts}
         root, graph = torch.nn.Module(), torch.fx.Graph()
         x = [graph.placeholder(f"arg{i}") for i in range(len(flat))]
         for node, fake in zip(x, fakes):
@@ -293,8 +289,8 @@ class _Compiled:
         if chunk.k:
             step = self._trace_step(chunk, fakes)
         if chunk.what != "steps":
-            n_params = len(_flatten(params, params))
-            record = _trace(lambda *p: chunk.record(_unflatten(params, iter(p))),
+            n_params = len(tree.leaves(params))
+            record = _trace(lambda *p: chunk.record(tree.unflatten(params, p)),
                             _fakes(fakes[:n_params]))
             finish = _trace(chunk.finish, _fakes(_outputs(record) * chunk.m))
         parts: list[torch.fx.Node] = []
@@ -316,19 +312,13 @@ class _Compiled:
 
     def _trace_step(self, chunk: _Chunk, fakes: list[torch.Tensor]) -> torch.fx.GraphModule:
         """One step traced from and to the flat params and state, its outputs in its inputs'
-        layouts (made contiguous where the inputs were), so that its copies can follow each other;
-        the rule's counters are counted meanwhile, times the chunk's steps."""
+        layouts (made contiguous where the inputs were), so that its copies can follow each other."""
 
         def step(*flat: torch.Tensor) -> list[torch.Tensor]:
-            out = _flatten(chunk.step(*_unflatten(self._in, iter(flat))), self._in)
+            out = tree.leaves(chunk.step(*tree.unflatten(self._in, flat)), self._in)
             return [o.contiguous() if i.is_contiguous() else o for o, i in zip(out, flat)]
 
-        before, self.ctx.counts = self.ctx.counts, _zero_counts()
-        try:
-            gm = _trace(step, fakes)
-            self.counts = {c: n * chunk.k * chunk.m for c, n in self.ctx.counts.items()}
-        finally:
-            self.ctx.counts = before
+        gm = _trace(step, fakes)
         if [_layout(t) for t in _outputs(gm)] != [_layout(t) for t in fakes]:
             raise _Unfusable("the step gives its tensors back in other shapes or layouts")
         return gm
@@ -359,33 +349,8 @@ class _Compiled:
         del self._gm
 
     def __call__(self, params: Params, state: State) -> Any:
-        out = self._fn(_flatten((params, state), self._in) + self._constants)
-        self.ctx.counts = {c: n + self.counts[c] for c, n in self.ctx.counts.items()}
-        return _unflatten(self._out, iter(out))
-
-
-def _flatten(tree: Any, template: Any, out: list | None = None) -> list:
-    """The leaves of a tree of dicts, lists and tuples, in the order of ``template``'s keys (a rule
-    may build its dicts in another order than it was given them)."""
-    out = [] if out is None else out
-    if isinstance(template, dict):
-        for k, t in template.items():
-            _flatten(tree[k], t, out)
-    elif isinstance(template, (list, tuple)):
-        for v, t in zip(tree, template):
-            _flatten(v, t, out)
-    else:
-        out.append(tree)
-    return out
-
-
-def _unflatten(template: Any, leaves: Iterator) -> Any:
-    """A tree shaped like ``template`` with the next ``leaves`` (the inverse of :func:`_flatten`)."""
-    if isinstance(template, dict):
-        return {k: _unflatten(t, leaves) for k, t in template.items()}
-    if isinstance(template, (list, tuple)):
-        return type(template)(_unflatten(t, leaves) for t in template)
-    return next(leaves)
+        out = self._fn(tree.leaves((params, state), self._in) + self._constants)
+        return tree.unflatten(self._out, out)
 
 
 def _trace(fn: Callable[..., Any], inputs: list[torch.Tensor]) -> torch.fx.GraphModule:

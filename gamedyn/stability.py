@@ -24,11 +24,13 @@ on xᵀAy, σ the singular values of A, J = [[0, A], [−Aᵀ, 0]] the field's J
   β < 0 can reach ρ < 1 (Gidel et al. 2019, arXiv 1807.04740).
 
 **What counts as state.** The full state is the nested structure ``{"params": params, "state":
-rule_state}`` (dicts, lists, tuples). Its *state leaves* are the floating-point tensors whose leading
-axis is the run axis (length R); they are flattened, per run, in the order of a depth-first walk
-(dict insertion order, so gen's parameters, then disc's, then the rule state). Everything else —
-integer tensors such as Adam's step count, Python numbers, strings, tensors without the run axis —
-is a constant of the map, carried over unchanged from the point of linearisation.
+rule_state}`` (a :mod:`gamedyn.tree`). Its *state leaves* are the floating-point tensors whose
+leading axis is the run axis (length R); they are flattened, per run, in the order of a depth-first
+walk (dict insertion order, so gen's parameters, then disc's, then the rule state). Everything else
+is a constant of the map, carried over unchanged from the point of linearisation: integer tensors —
+the rule's cost counters ``state["counts"]`` (gradient evaluations and Hessian-vector products done
+so far: bookkeeping, not dynamics), Adam's step count, ``best_response``'s ``inner_steps``,
+``cgd``'s ``cg_iters`` — Python numbers, strings, and tensors without the run axis.
 
 Runs are independent (every tensor has the run axis leading and the losses are per run), so all R
 runs' n×n Jacobians come from the same n backward passes, one per output coordinate of the output
@@ -38,24 +40,26 @@ summed over runs. The result is exact up to floating point (no finite difference
 ``no_grad``, would give a wrong, silently truncated Jacobian). For a stochastic game (one that
 samples from ``game.rng``), the Jacobian is that of one sampled step, drawn from stream
 :data:`RNG_STREAM` of the game's streams (so the training noise is left as it was); :func:`predict`
-then gives NaN unless the sampled step still fixes the equilibrium. Only *SGD-family* optimizers
-(names in :data:`SGD_FAMILY`) are linearised by :func:`predict`: Adam and RMSProp have no fixed
-linearisation at a point of zero gradient — their preconditioner 1/(√v + ε) depends on a history v
-that decays to 0 at the fixed point, where √ is not differentiable, the map depends on the step
-count (Adam's bias correction), and near the equilibrium the step η m/(√v + ε) is of the order of η
-however small the gradient (sign-like, not linear). :func:`predict` gives NaN for them.
+then gives NaN unless the sampled step still fixes the equilibrium. Only optimizers that declare
+themselves ``linearisable`` (:class:`gamedyn.optim.Optimizer`; SGD, with or without heavy-ball
+momentum) are linearised by :func:`predict`: Adam and RMSProp have no fixed linearisation at a point
+of zero gradient — their preconditioner 1/(√v + ε) depends on a history v that decays to 0 at the
+fixed point, where √ is not differentiable, the map depends on the step count (Adam's bias
+correction), and near the equilibrium the step η m/(√v + ε) is of the order of η however small the
+gradient (sign-like, not linear). :func:`predict` gives NaN for them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
+from . import tree
 from .component import Component
 from .games.base import Game, Params
 from .optim.base import Optimizer
@@ -69,10 +73,6 @@ TreePath = tuple[Any, ...]
 
 #: Above this many state coordinates per run, ``method="auto"`` uses the matrix-free eigensolver.
 DENSE_MAX = 512
-#: Optimizers whose update is a fixed linear map of (gradient, state) with constant coefficients,
-#: so that a rule using them has a linearisation at the equilibrium (registry names). Extend it for
-#: a new optimizer of that kind.
-SGD_FAMILY: set[str] = {"sgd"}
 METHODS = ("auto", "dense", "matrix_free")
 #: The stream of ``game.rng`` that a stochastic game samples from during the analysis: the training
 #: (0) and recorder (1) streams are left untouched, so predicting never changes a trajectory.
@@ -112,45 +112,24 @@ class StateLayout:
         return out
 
 
-def _walk(tree: Any, path: TreePath = ()) -> Iterator[tuple[TreePath, Any]]:
-    if isinstance(tree, Mapping):
-        for k, v in tree.items():
-            yield from _walk(v, path + (k,))
-    elif isinstance(tree, list | tuple):
-        for i, v in enumerate(tree):
-            yield from _walk(v, path + (i,))
-    else:
-        yield path, tree
-
-
-def _get(tree: Any, path: TreePath) -> Any:
-    for key in path:
-        tree = tree[key]
-    return tree
-
-
 def is_state_leaf(x: Any, n_runs: int) -> bool:
-    """Whether ``x`` is a state coordinate block: a floating tensor with a leading run axis of length R."""
+    """Whether ``x`` is a state coordinate block: a floating tensor with a leading run axis of length R
+    (integer tensors, such as the rule's cost counters, are not)."""
     return isinstance(x, Tensor) and x.is_floating_point() and x.dim() >= 1 and x.shape[0] == n_runs
 
 
-def flatten_state(tree: Any, n_runs: int) -> tuple[Tensor, StateLayout]:
-    """The state leaves of a nested dict/list/tuple ``tree``, concatenated per run: ``[R, n]``, and
+def flatten_state(full: Any, n_runs: int) -> tuple[Tensor, StateLayout]:
+    """The state leaves of a nested dict/list/tuple ``full``, concatenated per run: ``[R, n]``, and
     the layout to rebuild it (:func:`unflatten_state`). See the module docstring for what counts."""
-    paths, shapes, blocks = [], [], []
-    for path, leaf in _walk(tree):
-        if is_state_leaf(leaf, n_runs):
-            paths.append(path)
-            shapes.append(tuple(leaf.shape[1:]))
-            blocks.append(leaf.reshape(n_runs, -1))
-    layout = StateLayout(tree, paths, shapes, n_runs)
-    if not blocks:
+    found = [(path, leaf) for path, leaf in tree.paths(full) if is_state_leaf(leaf, n_runs)]
+    layout = StateLayout(full, [p for p, _ in found], [tuple(x.shape[1:]) for _, x in found], n_runs)
+    if not found:
         return torch.zeros(n_runs, 0), layout
-    return torch.cat(blocks, dim=1), layout
+    return tree.ravel([x for _, x in found]), layout
 
 
-def flatten_like(tree: Any, layout: StateLayout) -> Tensor:
-    """``tree``'s leaves at ``layout``'s paths, flattened as :func:`flatten_state` would: ``[R, n]``.
+def flatten_like(full: Any, layout: StateLayout) -> Tensor:
+    """``full``'s leaves at ``layout``'s paths, flattened as :func:`flatten_state` would: ``[R, n]``.
 
     Raises ValueError if a path is missing or a leaf's shape differs (a step that changes the
     structure of its state)."""
@@ -158,36 +137,23 @@ def flatten_like(tree: Any, layout: StateLayout) -> Tensor:
     blocks = []
     for path, shape in zip(layout.paths, layout.shapes):
         try:
-            leaf = _get(tree, path)
+            leaf = tree.get(full, path)
         except (KeyError, IndexError, TypeError) as e:
             raise ValueError(f"state leaf {'.'.join(map(str, path))} is missing after the step") from e
         if not isinstance(leaf, Tensor) or tuple(leaf.shape) != (R, *shape):
             raise ValueError(f"state leaf {'.'.join(map(str, path))} changed shape across the step")
-        blocks.append(leaf.reshape(R, -1))
+        blocks.append(leaf)
     if not blocks:
         return torch.zeros(R, 0)
-    return torch.cat(blocks, dim=1)
+    return tree.ravel(blocks)
 
 
 def unflatten_state(vec: Tensor, layout: StateLayout) -> Any:
     """The nested structure of ``layout.template`` with its state leaves read from ``vec`` ``[R, n]``
     (views into it, so gradients flow back to ``vec``) and its other leaves copied from the template."""
-    R = layout.n_runs
-    where, offset = {}, 0
-    for path, shape, size in zip(layout.paths, layout.shapes, layout.sizes):
-        where[path] = vec[:, offset:offset + size].reshape(R, *shape)
-        offset += size
-
-    def build(node: Any, path: TreePath) -> Any:
-        if path in where:
-            return where[path]
-        if isinstance(node, Mapping):
-            return {k: build(v, path + (k,)) for k, v in node.items()}
-        if isinstance(node, list | tuple):
-            return type(node)(build(v, path + (i,)) for i, v in enumerate(node))
-        return node
-
-    return build(layout.template, ())
+    where = dict(zip(layout.paths, tree.split(vec, layout.shapes)))
+    return tree.unflatten(layout.template, [where.get(path, leaf)
+                                            for path, leaf in tree.paths(layout.template)])
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -251,7 +217,7 @@ class StepMap:
                  regularizer: Regularizer | None = None, params: Params | None = None,
                  n_runs: int | None = None) -> None:
         if params is not None:
-            R = next(iter(next(iter(params.values())).values())).shape[0]
+            R = tree.n_runs(params)
         else:
             R = n_runs or infer_runs(game, rule, optimizers, regularizer)
             params = equilibrium_params(game, R)
@@ -272,9 +238,9 @@ class StepMap:
 
     def __call__(self, x: Tensor) -> Tensor:
         """F(x) for a flat state ``x`` ``[R, n]`` (differentiable in ``x``)."""
-        tree = unflatten_state(x, self.layout)
+        full = unflatten_state(x, self.layout)
         with torch.enable_grad(), self.game.using(self.rng):
-            params, state = self.rule.step(self.ctx, tree["params"], tree["state"])
+            params, state = self.rule.step(self.ctx, full["params"], full["state"])
         return flatten_like({"params": params, "state": state}, self.layout)
 
     def _forward(self) -> tuple[Tensor, Tensor]:
@@ -409,7 +375,7 @@ def field_jacobian(game: Game, *, regularizer: Regularizer | None = None,
     :meth:`Context.field_jvp` on the j-th basis vector (all runs at once)."""
     if params is None:
         params = equilibrium_params(game, n_runs)
-    R = next(iter(next(iter(params.values())).values())).shape[0]
+    R = tree.n_runs(params)
     ctx = Context(game, {}, regularizer=regularizer)
     x0, layout = flatten_state(params, R)
     cols = []
@@ -434,9 +400,10 @@ def field_eigenvalues(game: Game, *, regularizer: Regularizer | None = None,
     return np.linalg.eigvals(J.cpu().double().numpy())
 
 
-def is_sgd_family(optimizer: Optimizer) -> bool:
-    """Whether ``predict`` linearises a rule using this optimizer (its name is in :data:`SGD_FAMILY`)."""
-    return optimizer.name in SGD_FAMILY
+def linearisable(optimizer: Optimizer) -> bool:
+    """Whether ``predict`` linearises a rule using this optimizer (its class declares
+    ``linearisable``, see :class:`gamedyn.optim.Optimizer`)."""
+    return type(optimizer).linearisable
 
 
 def predict(game: Game, rule: Rule, optimizers: dict[str, Optimizer], *,
@@ -445,8 +412,8 @@ def predict(game: Game, rule: Rule, optimizers: dict[str, Optimizer], *,
     """The predicted spectral radius ρ per run ``[R]`` of one step at the game's equilibrium: < 1
     locally convergent (distance ~ ρᵏ), > 1 locally divergent, = 1 undecided (cycling on linear games).
 
-    NaN for every run when the game knows no equilibrium or an optimizer is not SGD-family (Adam,
-    RMSProp: no fixed linearisation, see the module docstring), and for a run whose equilibrium is
+    NaN for every run when the game knows no equilibrium or an optimizer is not ``linearisable``
+    (Adam, RMSProp: no fixed linearisation, see the module docstring), and for a run whose equilibrium is
     not a fixed point of the step (relative residual above √(machine ε)·10, e.g. a regularizer that
     moves the equilibrium). Other failures (a non-differentiable rule) give NaN and a warning, or
     raise with ``strict=True``. Meant to be called by the batch runner with the built components::
@@ -456,7 +423,7 @@ def predict(game: Game, rule: Rule, optimizers: dict[str, Optimizer], *,
     """
     R = n_runs or infer_runs(game, rule, optimizers, regularizer)
     nan = np.full(R, np.nan)
-    if game.equilibrium() is None or not all(is_sgd_family(o) for o in optimizers.values()):
+    if game.equilibrium() is None or not all(linearisable(o) for o in optimizers.values()):
         return nan
     try:
         step = StepMap(game, rule, optimizers, regularizer=regularizer, n_runs=R)

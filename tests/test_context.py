@@ -26,7 +26,6 @@ def test_field_products_on_bilinear_match_the_block_jacobian():
     ctx = Context(game, {})
     np.testing.assert_allclose(_flat(ctx.field_vjp(p, v)), _flat(v) @ J, atol=1e-14)
     np.testing.assert_allclose(_flat(ctx.field_jvp(p, v)), _flat(v) @ J.T, atol=1e-14)
-    assert ctx.counts == {"grad_evals": 0, "hvps": 2}
 
 
 @pytest.mark.parametrize("loss", ["gan", "wgan"])

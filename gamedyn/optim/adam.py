@@ -6,14 +6,9 @@ from typing import Any
 
 import torch
 
+from .. import tree
 from ..component import Param
 from .base import OPTIMIZERS, Optimizer, Tensor, per_run
-
-
-def _runs(params: dict[str, Tensor]) -> tuple[int, torch.device]:
-    """The number of runs R (leading axis) and the device of one player's parameters."""
-    p = next(iter(params.values()))
-    return p.shape[0], p.device
 
 
 @OPTIMIZERS.register("adam")
@@ -35,6 +30,7 @@ class Adam(Optimizer):
     derivative at 0, as in PyTorch), e.g. at a point of zero gradient from a fresh state.
     """
 
+    learning_rate = "lr"
     params = {
         "lr": Param(float, 1e-3, "learning rate η", low=0.0, low_open=True, per_run=True),
         "beta1": Param(float, 0.9, "decay of the first-moment average β₁",
@@ -45,9 +41,9 @@ class Adam(Optimizer):
     }
 
     def init(self, params: dict[str, Tensor]) -> dict[str, Any]:
-        n_runs, device = _runs(params)
+        like = tree.first(params)
         return {
-            "step": torch.zeros(n_runs, dtype=torch.int64, device=device),
+            "step": torch.zeros(like.shape[0], dtype=torch.int64, device=like.device),
             "exp_avg": {k: torch.zeros_like(p) for k, p in params.items()},
             "exp_avg_sq": {k: torch.zeros_like(p) for k, p in params.items()},
         }

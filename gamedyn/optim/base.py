@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -25,7 +25,22 @@ class Optimizer(Component):
     tensors that a rule may keep, copy (extragradient's extrapolation) or differentiate through
     (the stability analysis), and ``update`` never mutates its inputs. Hyperparameters declared
     ``per_run`` arrive as tensors of shape ``[R]``; use :func:`per_run` to broadcast them.
+
+    **Capabilities** an optimizer declares (class attributes, checked by the rules and analyses
+    that rely on them, never inferred from its name):
+
+    - ``learning_rate``: the name of its step-size hyperparameter η (``"lr"``), or None if it has
+      none. Rules that take η from the players' optimizers (``cgd`` with ``eta: 0``) need it; a
+      study that lacks it is rejected when it is loaded.
+    - ``linearisable``: its update is a fixed linear map of (gradient, state, parameters) with
+      constant coefficients (plain or heavy-ball gradient descent), so that a rule using it has a
+      linearisation at an equilibrium: :func:`gamedyn.stability.predict` analyses only rules whose
+      optimizers all declare it (adaptive methods such as Adam and RMSProp do not: see
+      :mod:`gamedyn.stability`).
     """
+
+    learning_rate: ClassVar[str | None] = None
+    linearisable: ClassVar[bool] = False
 
     def init(self, params: dict[str, Tensor]) -> dict[str, Any]:
         raise NotImplementedError

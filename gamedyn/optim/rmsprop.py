@@ -32,6 +32,7 @@ class RMSProp(Optimizer):
     parameter. The update is pure and differentiable except where s_t − ḡ_t² = 0 (√ at 0).
     """
 
+    learning_rate = "lr"
     params = {
         "lr": Param(float, 1e-2, "learning rate η", low=0.0, low_open=True, per_run=True),
         "alpha": Param(float, 0.99, "decay of the squared-gradient average α",

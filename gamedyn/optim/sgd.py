@@ -21,6 +21,8 @@ class SGD(Optimizer):
     β = 0 is plain gradient descent. η and β may differ per run.
     """
 
+    learning_rate = "lr"
+    linearisable = True
     params = {
         "lr": Param(float, 0.1, "learning rate η", low=0.0, low_open=True, per_run=True),
         "momentum": Param(float, 0.0, "momentum β (negative allowed)", per_run=True),

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 import torch
 
+from .. import tree
 from ..component import Component, Registry
 from ..games.base import Game, Params, SampleGame, Tensor
 
@@ -48,7 +49,7 @@ class NoRegularizer(Regularizer):
 
 def n_runs(params: Params) -> int:
     """R, the length of the run axis, from any player's parameters."""
-    return next(iter(next(iter(params.values())).values())).shape[0]
+    return tree.n_runs(params)
 
 
 def input_grad_sq(game: SampleGame, params: Params, x: Tensor) -> Tensor:

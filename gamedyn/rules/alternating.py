@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..component import Param
-from .base import RULES, Rule
+from .base import RULES, Rule, count
 
 
 @RULES.register("alternating")
@@ -16,6 +16,9 @@ class Alternating(Rule):
     cos ω = 1 − η²/2, so the orbit is bounded and x² − ηxy + y² is conserved (period 2π/ω steps).
     ``disc_steps: 5`` gives the k discriminator steps per generator step of GAN training
     (Goodfellow et al. 2014, Alg. 1), each step a fresh gradient at the current point.
+
+    Cost: one gradient evaluation per scheduled update (``gen_steps + disc_steps`` per round; on a
+    one-player game, that player's updates only).
     """
 
     params = {
@@ -31,9 +34,9 @@ class Alternating(Rule):
 
     def step(self, ctx, params, state):
         opt = state["opt"]
-        for player in self.schedule():
-            if player not in ctx.game.players:  # a one-player game: only that player moves
-                continue
+        # on a one-player game, only that player's updates
+        moves = [player for player in self.schedule() if player in ctx.game.players]
+        for player in moves:
             grads = ctx.grad(params, players=(player,))
             params, opt = ctx.apply(grads, params, opt)
-        return params, {**state, "opt": opt}
+        return params, {**state, "opt": opt, "counts": count(state["counts"], grad_evals=len(moves))}

@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from .. import tree
 from ..component import Param
 from ..games.base import Params
-from .base import RULES, Rule, State
-from .context import Context, Tensor
-
-
-def _norm(tree: dict[str, Tensor]) -> Tensor:
-    """Per-run Euclidean norm ``[R]`` of one player's gradient (all its tensors together)."""
-    return torch.sqrt(sum((v.reshape(v.shape[0], -1) ** 2).sum(1) for v in tree.values()))
-
-
-def _where(mask: Tensor, new: Any, old: Any) -> Any:
-    """Per run, ``new`` where ``mask`` ``[R]`` is true and ``old`` elsewhere, over a tree of tensors
-    with the run axis leading (parameters, optimizer state)."""
-    if isinstance(new, dict):
-        return {k: _where(mask, new[k], old[k]) for k in new}
-    if isinstance(new, torch.Tensor) and new.dim() >= 1 and new.shape[0] == mask.shape[0]:
-        return torch.where(mask.reshape(mask.shape + (1,) * (new.dim() - 1)), new, old)
-    if new is old:
-        return new
-    raise TypeError("best_response: an optimizer state entry without the run axis cannot be "
-                    f"frozen per run ({type(new).__name__})")
+from .base import RULES, Rule, State, count
+from .context import Context
 
 
 @RULES.register("best_response")
@@ -55,16 +36,18 @@ class BestResponse(Rule):
     continue; the loop ends when every run has stopped, or after ``max_inner`` steps. The state's
     ``inner_steps`` (int64 ``[R]``) holds each run's number of inner steps at the last step.
 
-    Cost: each loop iteration is one gradient evaluation of both players' gradients (the
-    convergence check and, at the last one, the generator's gradient at the final point): a step
-    with n inner steps costs n + 1 gradient evaluations, n the largest count in the batch (the
-    runs of a batch are evaluated together), between 1 and ``max_inner`` + 1 and varying from step
-    to step; ``grad_evals_per_step`` records the average. No Hessian-vector products.
+    Cost, per run: a run that takes n inner steps evaluates both players' gradients n + 1 times
+    (the convergence check at each of the n + 1 points, the last one also giving the generator's
+    gradient), between 1 and ``max_inner`` + 1, varying from step to step; ``grad_evals_per_step``
+    records its average. The batch evaluates all runs together until its slowest run stops, but a
+    run that has stopped only sees its own point again: it is counted for what it needs, so its
+    counts do not depend on its batch mates. No Hessian-vector products.
 
     Local stability (:mod:`gamedyn.stability`): at an equilibrium the discriminator's gradient is
     0 ≤ ``tol``, so the linearisation is that of generator-only steps (the discriminator does not
     move inside the tol-neighbourhood); it says nothing about the dynamics further out, where the
-    inner loop runs. On a one-player game (no ``disc``) the rule is gradient descent.
+    inner loop runs. Needs both players; on a game without a ``disc`` (or ``gen``) it is
+    simultaneous play (gradient descent of the one player).
     """
 
     params = {
@@ -72,32 +55,31 @@ class BestResponse(Rule):
                      per_run=True),
         "max_inner": Param(int, 100, "most inner discriminator steps per generator step", low=1),
     }
+    needs = ("gen", "disc")
+    fallback = "simultaneous"
 
     def init(self, ctx: Context, params: Params) -> State:
         state = super().init(ctx, params)
-        x = next(iter(params["gen"].values()))
-        state["inner_steps"] = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+        state["inner_steps"] = torch.zeros_like(state["counts"]["grad_evals"])
         return state
 
     def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:
         opt = state["opt"]
-        if "disc" not in params:  # a one-player game: nothing to best-respond with
-            params, opt = ctx.apply(ctx.grad(params), params, opt)
-            return params, {**state, "opt": opt}
-        x = next(iter(params["disc"].values()))
+        x = tree.first(params["disc"])
         runs = x.shape[0]
         tol = torch.as_tensor(self.tol, dtype=x.dtype, device=x.device).expand(runs)
         done = torch.zeros(runs, dtype=torch.bool, device=x.device)
-        count = torch.zeros(runs, dtype=torch.int64, device=x.device)
+        inner = torch.zeros(runs, dtype=torch.int64, device=x.device)
         for i in range(self.max_inner + 1):
             grads = ctx.grad(params)
-            done = done | ~(_norm(grads["disc"]) > tol)    # a NaN norm stops the run too
+            done = done | ~(tree.norm(grads["disc"]) > tol)    # a NaN norm stops the run too
             if i == self.max_inner or bool(done.all()):
                 break
             moved, moved_opt = ctx.apply({"disc": grads["disc"]}, params, opt)
             active = ~done
-            params = {**params, "disc": _where(active, moved["disc"], params["disc"])}
-            opt = {**opt, "disc": _where(active, moved_opt["disc"], opt["disc"])}
-            count = count + active.long()
+            params = {**params, "disc": tree.where(active, moved["disc"], params["disc"])}
+            opt = {**opt, "disc": tree.where(active, moved_opt["disc"], opt["disc"])}
+            inner = inner + active.long()
         params, opt = ctx.apply({"gen": grads["gen"]}, params, opt)
-        return params, {**state, "opt": opt, "inner_steps": count}
+        return params, {**state, "opt": opt, "inner_steps": inner,
+                        "counts": count(state["counts"], grad_evals=inner + 1)}

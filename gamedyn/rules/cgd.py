@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
 
+from .. import tree
 from ..component import Param
 from ..games.base import Game, Params
-from .base import RULES, Rule, State
+from .base import RULES, Rule, State, count
 from .context import Context, Tensor
 
 Matvec = Callable[[Tensor], Tensor]
-
-
-def _dot(a: Tensor, b: Tensor) -> Tensor:
-    """Per-run inner product of two ``[R, n]`` tensors, shape ``[R]``."""
-    return (a * b).sum(1)
 
 
 def _threshold(tol: Tensor | float, norm_b: Tensor, atol: Tensor | float) -> Tensor:
@@ -54,18 +49,18 @@ def conjugate_gradient(matvec: Matvec, b: Tensor, x0: Tensor | None = None,
     else:
         x, r = x0, b - matvec(x0)
     thr = _threshold(tol, b.norm(dim=1), atol)
-    p, rr = r, _dot(r, r)
+    p, rr = r, tree.vdot(r, r)
     active = rr.sqrt() > thr
     iters = torch.zeros(b.shape[0], dtype=torch.int64, device=b.device)
     for _ in range(max_iter):
         if not bool(active.any()):
             break
         ap = matvec(p)
-        pap = _dot(p, ap)
+        pap = tree.vdot(p, ap)
         alpha = torch.where(active, rr / torch.where(active, pap, torch.ones_like(pap)), 0.0)
         x = x + alpha[:, None] * p
         r = r - alpha[:, None] * ap
-        rr_new = _dot(r, r)
+        rr_new = tree.vdot(r, r)
         beta = torch.where(active, rr_new / torch.where(active, rr, torch.ones_like(rr)), 0.0)
         p = r + beta[:, None] * p
         iters = iters + active.long()
@@ -96,19 +91,19 @@ def cg_normal_equations(matvec: Matvec, rmatvec: Matvec, b: Tensor, x0: Tensor |
         s = rmatvec(r)
         norm_atb = rmatvec(b).norm(dim=1)
     thr = _threshold(tol, norm_atb, atol)
-    p, ss = s, _dot(s, s)
+    p, ss = s, tree.vdot(s, s)
     active = ss.sqrt() > thr
     iters = torch.zeros(b.shape[0], dtype=torch.int64, device=b.device)
     for _ in range(max_iter):
         if not bool(active.any()):
             break
         q = matvec(p)
-        qq = _dot(q, q)
+        qq = tree.vdot(q, q)
         alpha = torch.where(active, ss / torch.where(active, qq, torch.ones_like(qq)), 0.0)
         x = x + alpha[:, None] * p
         r = r - alpha[:, None] * q
         s = rmatvec(r)
-        ss_new = _dot(s, s)
+        ss_new = tree.vdot(s, s)
         beta = torch.where(active, ss_new / torch.where(active, ss, torch.ones_like(ss)), 0.0)
         p = s + beta[:, None] * p
         iters = iters + active.long()
@@ -200,28 +195,6 @@ class _SameSamples:
             self.rng.counter = max(saved, self.end)
 
 
-def _flat(tree: dict[str, Tensor]) -> Tensor:
-    return torch.cat([v.reshape(v.shape[0], -1) for v in tree.values()], 1)
-
-
-def _unflat(flat: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
-    out, i = {}, 0
-    for k, v in like.items():
-        n = math.prod(v.shape[1:])
-        out[k] = flat[:, i:i + n].reshape(v.shape)
-        i += n
-    return out
-
-
-def _without_graph(ctx: Context) -> Context:
-    """The same context (same counters) with ``create_graph=False``: its evaluations are constants."""
-    if not ctx.create_graph:
-        return ctx
-    other = Context(ctx.game, ctx.optimizers, create_graph=False, regularizer=ctx.regularizer)
-    other.counts = ctx.counts
-    return other
-
-
 @RULES.register("cgd")
 class CGD(Rule):
     """Competitive gradient descent (Schäfer & Anandkumar 2019, arXiv 1905.12103).
@@ -238,10 +211,11 @@ class CGD(Rule):
     game's optimality condition Δy = −ηᵧ(∇ᵧg + D²ᵧₓg Δx), which is the second line exactly.
 
     **Learning rates.** η is the rule's ``eta`` when > 0, else each player's own optimizer learning
-    rate (``ctx.optimizers[p].lr``, per run). The rule hands the players the directions
-    dₓ = −Δx/ηₓ and dᵧ = −Δy/ηᵧ, i.e. dₓ = (I − ηₓηᵧ D²ₓᵧf D²ᵧₓg)⁻¹(∇ₓf − ηᵧ D²ₓᵧf ∇ᵧg),
-    dᵧ = ∇ᵧg − ηₓ D²ᵧₓg dₓ, as their "gradients": plain SGD with learning rate η then takes exactly
-    the CGD step. Momentum or Adam act on these directions (not a method of the paper).
+    rate (per run: the hyperparameter its class declares as ``learning_rate``, e.g. ``lr``). The
+    rule hands the players the directions dₓ = −Δx/ηₓ and dᵧ = −Δy/ηᵧ, i.e.
+    dₓ = (I − ηₓηᵧ D²ₓᵧf D²ᵧₓg)⁻¹(∇ₓf − ηᵧ D²ₓᵧf ∇ᵧg), dᵧ = ∇ᵧg − ηₓ D²ᵧₓg dₓ, as their
+    "gradients": plain SGD with learning rate η then takes exactly the CGD step. Momentum or Adam
+    act on these directions (not a method of the paper).
 
     **Linear solves** are matrix-free: the mixed blocks act through Hessian-vector products
     (``ctx.hvp``; D²ᵧₓg v is one product, so A v costs two), solved per run (own α, β, stop mask)
@@ -269,19 +243,24 @@ class CGD(Rule):
     a solve with Aᵀ, itself differentiable); the rule takes dₓ = d̂ + S₀(b − A(z)d̂), where S₀ has
     value 0 (the residual is already below the tolerance) and derivative A⁻¹. The sum has the
     value d̂ and the derivative A⁻¹(∂b − (∂A)d̂ − A∂d̂) + ∂d̂ = A⁻¹(∂b − (∂A)d), that of the exact
-    solution. Costs in this mode only: 2 more products per step (A(z)d̂), and solves in the
-    backward pass (counted too).
+    solution. Costs in this mode only: 2 more products per step (A(z)d̂), counted; the solves of the
+    backward pass run when the step is differentiated, after it has returned its counters, and are
+    not counted.
 
     **Stochastic games.** Every loss evaluation of a step draws the same samples (the game's
     stream is rewound before each), so that CG sees one matrix.
 
     Cost per step: 1 gradient evaluation; Hessian-vector products: 2 (right-hand side and dᵧ),
     plus 2 per CG iteration (+2 for a warm start) with ``cg``, or 2 (Aᵀb) + 4 per iteration (+4 for
-    a warm start) with ``cgnr``; ``hvps_per_step`` records the average.
-    On a one-player game (no ``disc``, e.g. ``gan1d`` with its optimal discriminator) the rule is
-    gradient descent. On xᵀy with SGD of learning rate η the iteration matrix is
-    [[1, −η], [η, 1]]/(1 + η²), of spectral radius 1/√(1 + η²) < 1: CGD converges for every η,
-    where simultaneous play spirals out.
+    a warm start) with ``cgnr`` (:meth:`hvps`); ``hvps_per_step`` records the average. Per run:
+    the batch's CG loop runs until its slowest run has converged, but a run is counted for its own
+    iterations (``cg_iters``), so its counts do not depend on its batch mates.
+
+    Needs both players, and for ``eta`` 0 optimizers that declare their step size (checked when a
+    study is loaded, :meth:`unmet`). On a game without a ``disc`` (e.g. ``gan1d`` with its optimal
+    discriminator) it is simultaneous play, i.e. gradient descent. On xᵀy with SGD of learning
+    rate η the iteration matrix is [[1, −η], [η, 1]]/(1 + η²), of spectral radius
+    1/√(1 + η²) < 1: CGD converges for every η, where simultaneous play spirals out.
     """
 
     params = {
@@ -295,32 +274,48 @@ class CGD(Rule):
         "warm_start": Param(bool, True, "start CG from the previous step's solution"),
     }
 
+    needs = ("gen", "disc")
+    fallback = "simultaneous"
+
+    @classmethod
+    def unmet(cls, config: Mapping[str, Any], players: tuple[str, ...],
+              optimizers: Mapping[str, type]) -> str | None:
+        """Besides both players: with ``eta`` 0, each player's optimizer must declare its step
+        size (:attr:`gamedyn.optim.Optimizer.learning_rate`), which is then η."""
+        problem = super().unmet(config, players, optimizers)
+        if problem is None and not config.get("eta", 0.0) > 0 and set(cls.needs) <= set(players):
+            for player in cls.needs:
+                opt = optimizers.get(player)
+                if opt is not None and opt.learning_rate is None:
+                    return (f"rule 'cgd' takes η from each player's optimizer, but {player}'s "
+                            f"optimizer {opt.name!r} declares no learning rate: set the rule's eta")
+        return problem
+
     def init(self, ctx: Context, params: Params) -> State:
-        state = {"opt": ctx.init_optimizers(params)}
-        if "disc" not in params:
-            return state
-        gen = params["gen"]
-        runs = next(iter(gen.values())).shape[0]
-        state["cg_iters"] = torch.zeros(runs, dtype=torch.int64, device=_flat(gen).device)
+        state = super().init(ctx, params)
+        state["cg_iters"] = torch.zeros_like(state["counts"]["hvps"])
         if self.warm_start:
-            state["cg_warm"] = torch.zeros_like(_flat(gen))
+            state["cg_warm"] = torch.zeros_like(tree.ravel(params["gen"]))
         return state
 
     def etas(self, ctx: Context, params: Params) -> dict[str, Tensor]:
-        """ηₓ, ηᵧ per run ``[R]``: the rule's ``eta`` where > 0, else the player's optimizer lr."""
-        like = _flat(params["gen"])
+        """ηₓ, ηᵧ per run ``[R]``: the rule's ``eta`` where > 0, else the player's optimizer step size
+        (the hyperparameter its class declares as ``learning_rate``; :meth:`unmet` checks, when a
+        study is loaded, that there is one wherever ``eta`` is 0)."""
+        like = tree.first(params["gen"])
         runs = like.shape[0]
         eta = torch.as_tensor(self.eta, dtype=like.dtype, device=like.device).expand(runs)
         out = {}
         for p in ("gen", "disc"):
-            lr = getattr(ctx.optimizers.get(p), "lr", None)
-            if lr is None:
-                if bool((eta > 0).all()):
-                    out[p] = eta
-                    continue
-                raise ValueError(f"cgd: {p}'s optimizer has no learning rate `lr`; set the rule's eta")
-            lr = torch.as_tensor(lr, dtype=like.dtype, device=like.device).expand(runs)
-            out[p] = torch.where(eta > 0, eta, lr)
+            opt = ctx.optimizers[p]
+            if opt.learning_rate is None:
+                if not bool((eta > 0).all()):
+                    raise ValueError(f"cgd: {p}'s optimizer {opt.name!r} declares no learning rate; "
+                                     "set the rule's eta")
+                out[p] = eta
+                continue
+            lr = torch.as_tensor(getattr(opt, opt.learning_rate), dtype=like.dtype, device=like.device)
+            out[p] = torch.where(eta > 0, eta, lr.expand(runs))
         return out
 
     def system(self, ctx: Context, params: Params, c: Tensor, samples: _SameSamples
@@ -329,7 +324,8 @@ class CGD(Rule):
         vectors through ``ctx``'s Hessian-vector products (and Aᵀ = I − c D²ₓᵧg D²ᵧₓf)."""
         def block(loss: str, wrt: str, of: str, v: Tensor) -> Tensor:
             with samples():
-                return _flat(ctx.hvp(params, loss, wrt=wrt, of=of, vector=_unflat(v, params[of])))
+                vector = tree.unravel(v, params[of])
+                return tree.ravel(ctx.hvp(params, loss, wrt=wrt, of=of, vector=vector))
 
         def matvec(v: Tensor) -> Tensor:
             return v - c[:, None] * block("gen", "gen", "disc", block("disc", "disc", "gen", v))
@@ -339,21 +335,28 @@ class CGD(Rule):
 
         return LinearSystem(matvec, rmatvec, self.solver, self.tol, self.max_iter)
 
+    def hvps(self, iters: Tensor, create_graph: bool) -> Tensor:
+        """Hessian-vector products of one step per run ``[R]``, given each run's CG iterations:
+        right-hand side and dᵧ 2; ``cg``: 2 per iteration (+2 warm start); ``cgnr``: Aᵀb 2 and 4
+        per iteration (+4 warm start); with ``create_graph`` A(z)d̂, 2 more."""
+        if self.solver == "cg":
+            per_iter, solve = 2, 2 * self.warm_start
+        else:
+            per_iter, solve = 4, 2 + 4 * self.warm_start
+        return 2 + solve + 2 * create_graph + per_iter * iters
+
     def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:
-        if "disc" not in params:  # a one-player game: no mixed blocks, gradient descent
-            params, opt = ctx.apply(ctx.grad(params), params, state["opt"])
-            return params, {**state, "opt": opt}
         samples = _SameSamples(ctx.game)
         eta = self.etas(ctx, params)
         with samples():
             field = ctx.grad(params)
-        gx, gy = _flat(field["gen"]), _flat(field["disc"])
+        gx, gy = tree.ravel(field["gen"]), tree.ravel(field["disc"])
         with samples():
-            b_gy = _flat(ctx.hvp(params, "gen", wrt="gen", of="disc", vector=field["disc"]))
+            b_gy = tree.ravel(ctx.hvp(params, "gen", wrt="gen", of="disc", vector=field["disc"]))
         b = gx - eta["disc"][:, None] * b_gy
 
         c = eta["gen"] * eta["disc"]
-        constant = self.system(_without_graph(ctx), params, c, samples)
+        constant = self.system(ctx.with_graph(False), params, c, samples)
         x0 = state["cg_warm"] if self.warm_start else None
         zero = torch.zeros_like(c)
         dx, iters = _Solve.apply(constant, b, x0, zero)
@@ -362,12 +365,13 @@ class CGD(Rule):
             dx = dx + _Correction.apply(constant, b - graph.matvec(dx))
 
         with samples():
-            c_dx = _flat(ctx.hvp(params, "disc", wrt="disc", of="gen",
-                                 vector=_unflat(dx, params["gen"])))
+            c_dx = tree.ravel(ctx.hvp(params, "disc", wrt="disc", of="gen",
+                                      vector=tree.unravel(dx, params["gen"])))
         dy = gy - eta["gen"][:, None] * c_dx
-        grads = {"gen": _unflat(dx, params["gen"]), "disc": _unflat(dy, params["disc"])}
+        grads = {"gen": tree.unravel(dx, params["gen"]), "disc": tree.unravel(dy, params["disc"])}
         params, opt = ctx.apply(grads, params, state["opt"])
-        new_state = {**state, "opt": opt, "cg_iters": iters}
+        counts = count(state["counts"], grad_evals=1, hvps=self.hvps(iters, ctx.create_graph))
+        new_state = {**state, "opt": opt, "cg_iters": iters, "counts": counts}
         if self.warm_start:
             new_state["cg_warm"] = dx
         return params, new_state

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..component import Param
 from ..games.base import Params
 from ..optim.base import per_run
-from .base import RULES, Rule, State
+from .base import RULES, Rule, State, count
 from .context import Context
 
 
@@ -43,4 +43,4 @@ class Consensus(Rule):
         adjusted = {pl: {k: g + per_run(self.gamma, g) * jt_field[pl][k] for k, g in named.items()}
                     for pl, named in field.items()}
         params, opt = ctx.apply(adjusted, params, state["opt"])
-        return params, {**state, "opt": opt}
+        return params, {**state, "opt": opt, "counts": count(state["counts"], grad_evals=1, hvps=1)}

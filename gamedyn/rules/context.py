@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from .. import tree
 from ..games.base import Game, Params
 from ..optim.base import Optimizer
 from ..regularizers.base import Regularizer
@@ -15,14 +16,15 @@ Tensor = torch.Tensor
 
 
 class Context:
-    """The game, the players' optimizers, and cost counters, handed to a rule's ``init``/``step``.
+    """The game and the players' optimizers, handed to a rule's ``init``/``step``.
 
     ``grad`` evaluates player gradients at any point (the current one, an extrapolated one, a
     look-ahead), ``hvp`` gives Hessian-vector products of a player's loss, and ``apply`` moves players
     with their own optimizers. Evaluations enable autograd themselves, so they work inside
-    ``torch.no_grad()`` (as the stepping loop runs) and in a rule's ``init``. Every evaluation is
-    counted in :attr:`counts` (per run, since all runs of a batch do the same work), so rules can
-    be compared at equal compute.
+    ``torch.no_grad()`` (as the stepping loop runs) and in a rule's ``init``. A context holds no
+    state: the cost of each evaluation (stated in its docstring) is counted by the rule, in its
+    state's per-run counters (``state["counts"]``, see :class:`gamedyn.rules.Rule`), so rules can be
+    compared at equal compute.
 
     With ``create_graph=True`` the returned gradients stay differentiable, so a whole step can be
     differentiated (for the Jacobian of the update map in the stability analysis, or for unrolling).
@@ -32,14 +34,15 @@ class Context:
                  regularizer: Regularizer | None = None):
         self.game, self.optimizers, self.create_graph = game, optimizers, create_graph
         self.regularizer = regularizer
-        self.counts = {"grad_evals": 0, "hvps": 0}
 
-    def with_graph(self) -> Context:
-        """The same context (same counters) with ``create_graph=True``: gradients it returns can be
-        differentiated again (unrolled look-ahead, the Jacobian of a whole step)."""
-        other = Context(self.game, self.optimizers, create_graph=True, regularizer=self.regularizer)
-        other.counts = self.counts
-        return other
+    def with_graph(self, create_graph: bool = True) -> Context:
+        """The same context with ``create_graph`` set (default True: gradients it returns can be
+        differentiated again, as the unrolled look-ahead and the Jacobian of a whole step need;
+        False: its evaluations are constants)."""
+        if create_graph == self.create_graph:
+            return self
+        return Context(self.game, self.optimizers, create_graph=create_graph,
+                       regularizer=self.regularizer)
 
     def losses(self, params: Params) -> dict[str, Tensor]:
         """Each player's loss (shape ``[R]``) as the rule sees it. Rules call this, never
@@ -76,7 +79,6 @@ class Context:
                 retain_graph=self.create_graph or i < len(players) - 1,
             )
             out[player] = dict(zip(names, gs))
-        self.counts["grad_evals"] += 1
         return out
 
     @torch.enable_grad()
@@ -85,23 +87,19 @@ class Context:
         """∂/∂(wrt) ⟨∇_(of) loss_(loss_player), vector⟩: a Hessian block of one player's loss times a vector.
 
         ``of == wrt`` gives a diagonal block, ``of != wrt`` a mixed block (as consensus optimisation,
-        SGA and competitive gradient descent need). Each call counts one Hessian-vector product.
+        SGA and competitive gradient descent need). Each call is one Hessian-vector product.
         """
         leaves = self._leaves(params)
         loss = self.losses(leaves)[loss_player].sum()
         g = torch.autograd.grad(loss, list(leaves[of].values()), create_graph=True)
         dot = sum((gi * vector[k]).sum() for gi, k in zip(g, leaves[of]))
-        names = list(leaves[wrt])
-        hv = torch.autograd.grad(dot, [leaves[wrt][k] for k in names],
-                                 create_graph=self.create_graph, allow_unused=True)
-        self.counts["hvps"] += 1
-        return {k: torch.zeros_like(leaves[wrt][k]) if h is None else h for k, h in zip(names, hv)}
+        return tree.grad(dot, leaves[wrt], create_graph=self.create_graph)
 
     @torch.enable_grad()
     def field_vjp(self, params: Params, vector: Params) -> Params:
         """Jᵀv, where J = ∂ξ/∂z is the Jacobian of the simultaneous field ξ = (∇_gen L_gen,
         ∇_disc L_disc) at ``params`` and ``vector`` has the shape of the parameters (for every run at
-        once). E.g. consensus optimisation's ∇(½‖ξ‖²) = Jᵀξ. Counts one Hessian-vector product."""
+        once). E.g. consensus optimisation's ∇(½‖ξ‖²) = Jᵀξ. One Hessian-vector product."""
         leaves = self._leaves(params)
         losses = self.losses(leaves)
         field = {}
@@ -110,32 +108,15 @@ class Context:
             gs = torch.autograd.grad(losses[pl].sum(), [leaves[pl][k] for k in names],
                                      create_graph=True)
             field[pl] = dict(zip(names, gs))
-        self.counts["hvps"] += 1
-        return self._grad_of_dot(field, vector, leaves)
+        return tree.grad(tree.vdot(field, vector).sum(), leaves, create_graph=self.create_graph)
 
     @torch.enable_grad()
     def field_jvp(self, params: Params, vector: Params) -> Params:
         """Jv (J = ∂ξ/∂z as in :meth:`field_vjp`), by differentiating u ↦ ⟨Jᵀu, v⟩ in u (the
-        double-backward trick). SGA needs both Jv and Jᵀv. Counts one Hessian-vector product."""
-        u = {pl: {k: torch.zeros_like(v, requires_grad=True) for k, v in named.items()}
-             for pl, named in params.items()}
-        graph = self if self.create_graph else self.with_graph()
-        counts = dict(self.counts)
-        jt_u = graph.field_vjp(params, u)
-        self.counts.update(counts)
-        self.counts["hvps"] += 1
-        return self._grad_of_dot(jt_u, vector, u)
-
-    def _grad_of_dot(self, a: Params, b: Params, wrt: Params) -> Params:
-        """∂⟨a, b⟩/∂wrt (zeros where ⟨a, b⟩ does not depend on a tensor), player by parameter."""
-        flat = [(pl, k) for pl in wrt for k in wrt[pl]]
-        dot = sum((a[pl][k] * b[pl][k]).sum() for pl, k in flat)
-        out = torch.autograd.grad(dot, [wrt[pl][k] for pl, k in flat],
-                                  create_graph=self.create_graph, allow_unused=True)
-        res: Params = {pl: {} for pl in wrt}
-        for (pl, k), g in zip(flat, out):
-            res[pl][k] = torch.zeros_like(wrt[pl][k]) if g is None else g
-        return res
+        double-backward trick). SGA needs both Jv and Jᵀv. One Hessian-vector product."""
+        u = tree.zeros_like(params, requires_grad=True)
+        jt_u = self.with_graph().field_vjp(params, u)
+        return tree.grad(tree.vdot(jt_u, vector).sum(), u, create_graph=self.create_graph)
 
     def init_optimizers(self, params: Params) -> dict[str, Any]:
         """Each player's fresh optimizer state."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..games.base import Params
-from .base import RULES, Rule, State
+from .base import RULES, Rule, State, count
 from .context import Context
 
 
@@ -36,4 +36,4 @@ class Extragradient(Rule):
         opt = state["opt"]
         half, _ = ctx.apply(ctx.grad(params), params, opt)  # extrapolated point; its state dropped
         params, opt = ctx.apply(ctx.grad(half), params, opt)
-        return params, {**state, "opt": opt}
+        return params, {**state, "opt": opt, "counts": count(state["counts"], grad_evals=2)}

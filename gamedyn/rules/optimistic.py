@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..games.base import Params
-from .base import RULES, Rule, State
+from .base import RULES, Rule, State, count, zero_counts
 from .context import Context
 
 
@@ -33,7 +33,8 @@ class Optimistic(Rule):
 
     def init(self, ctx: Context, params: Params) -> State:
         prev = ctx.grad(params)
-        return {"opt": ctx.init_optimizers(params), "prev": prev}
+        return {"opt": ctx.init_optimizers(params), "prev": prev,
+                "counts": count(zero_counts(params), grad_evals=1)}
 
     def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:
         field = ctx.grad(params)
@@ -41,4 +42,5 @@ class Optimistic(Rule):
         adjusted = {pl: {k: 2 * g - prev[pl][k] for k, g in named.items()}
                     for pl, named in field.items()}
         params, opt = ctx.apply(adjusted, params, state["opt"])
-        return params, {**state, "opt": opt, "prev": field}
+        return params, {**state, "opt": opt, "prev": field,
+                        "counts": count(state["counts"], grad_evals=1)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..games.base import Params
-from .base import RULES, Rule, State
+from .base import RULES, Rule, State, count, zero_counts
 from .context import Context
 
 
@@ -37,11 +37,13 @@ class PastExtragradient(Rule):
 
     def init(self, ctx: Context, params: Params) -> State:
         prev = ctx.grad(params)
-        return {"opt": ctx.init_optimizers(params), "prev": prev}
+        return {"opt": ctx.init_optimizers(params), "prev": prev,
+                "counts": count(zero_counts(params), grad_evals=1)}
 
     def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:
         opt = state["opt"]
         half, _ = ctx.apply(state["prev"], params, opt)  # extrapolated point; its state dropped
         field = ctx.grad(half)
         params, opt = ctx.apply(field, params, opt)
-        return params, {**state, "opt": opt, "prev": field}
+        return params, {**state, "opt": opt, "prev": field,
+                        "counts": count(state["counts"], grad_evals=1)}

@@ -6,17 +6,12 @@ import math
 
 import torch
 
+from .. import tree
 from ..component import Param
 from ..games.base import Params
 from ..optim.base import per_run
-from .base import RULES, Rule, State
-from .context import Context, Tensor
-
-
-def _dot(a: Params, b: Params) -> Tensor:
-    """Per-run inner product ⟨a, b⟩ (shape ``[R]``) of two parameter-shaped trees."""
-    return sum((a[pl][k] * b[pl][k]).reshape(a[pl][k].shape[0], -1).sum(1)
-               for pl in a for k in a[pl])
+from .base import RULES, Rule, State, count
+from .context import Context
 
 
 @RULES.register("sga")
@@ -62,9 +57,9 @@ class SGA(Rule):
         lam = self.lam
         if self.align:
             d = sum(math.prod(v.shape[1:]) for named in params.values() for v in named.values())
-            criterion = _dot(field, ht_field) * _dot(at_field, ht_field) / d + self.eps
+            criterion = tree.vdot(field, ht_field) * tree.vdot(at_field, ht_field) / d + self.eps
             lam = lam * torch.sign(criterion)
         adjusted = {pl: {k: g + per_run(lam, g) * at_field[pl][k] for k, g in named.items()}
                     for pl, named in field.items()}
         params, opt = ctx.apply(adjusted, params, state["opt"])
-        return params, {**state, "opt": opt}
+        return params, {**state, "opt": opt, "counts": count(state["counts"], grad_evals=1, hvps=2)}

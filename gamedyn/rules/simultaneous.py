@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import RULES, Rule
+from .base import RULES, Rule, count
 
 
 @RULES.register("simultaneous")
@@ -19,4 +19,4 @@ class Simultaneous(Rule):
     def step(self, ctx, params, state):
         grads = ctx.grad(params)
         params, opt = ctx.apply(grads, params, state["opt"])
-        return params, {**state, "opt": opt}
+        return params, {**state, "opt": opt, "counts": count(state["counts"], grad_evals=1)}

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from .. import tree
 from ..component import Param
 from ..games.base import Params
-from .base import RULES, Rule, State
+from .base import RULES, Rule, State, count
 from .context import Context, Tensor
 
 
@@ -17,15 +16,6 @@ def _leaf(v: Tensor) -> Tensor:
     graph (``ctx.create_graph``: derivatives flow back to it), else a fresh leaf on the same
     storage (there is no graph to keep; ``v`` itself is not modified)."""
     return v.view_as(v) if v.requires_grad else v.detach().requires_grad_()
-
-
-def _constant(tree: Any) -> Any:
-    """A tree of tensors cut from the unroll's graph. Used only when nothing differentiates the
-    step (``ctx.create_graph`` False): otherwise the discriminator's new parameters and optimizer
-    state would keep the unroll's graph alive from step to step."""
-    if isinstance(tree, dict):
-        return {k: _constant(v) for k, v in tree.items()}
-    return tree.detach() if isinstance(tree, torch.Tensor) else tree
 
 
 @RULES.register("unrolled")
@@ -49,7 +39,8 @@ class Unrolled(Rule):
         θ_G ← opt_G(g_G),   θ_D ← opt_D(∇_D L_disc(θ_G, θ_D))   (simultaneously, from the current point)
 
     The discriminator's ordinary gradient is the first look-ahead gradient, evaluated once. With
-    ``k = 0`` the rule is simultaneous play exactly, as it is on a one-player game (no ``disc``).
+    ``k = 0`` the rule is simultaneous play exactly, as it is on a game without a ``disc`` or a
+    ``gen`` (it needs both players; simultaneous play is its fallback).
 
     On xᵀAy with SGD (learning rates η_G, η_D): θ_Dᵏ = y + kη_D Aᵀx, so
     g_G = Ay + 2kη_D AAᵀx: the unrolled generator also descends ‖Aᵀx‖², a damping of x.
@@ -65,15 +56,15 @@ class Unrolled(Rule):
         "k": Param(int, 5, "look-ahead (unrolling) steps of the discriminator; 0: simultaneous play",
                    low=0),
     }
+    needs = ("gen", "disc")
+    fallback = "simultaneous"
 
     def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:
         opt = state["opt"]
-        if self.k == 0 or "disc" not in params:
-            grads = ctx.grad(params)
-            params, opt = ctx.apply(grads, params, opt)
-            return params, {**state, "opt": opt}
-
-        graph = ctx if ctx.create_graph else ctx.with_graph()
+        if self.k == 0:
+            params, opt = ctx.apply(ctx.grad(params), params, opt)
+            return params, {**state, "opt": opt, "counts": count(state["counts"], grad_evals=1)}
+        graph = ctx.with_graph()
         gen = {k: _leaf(v) for k, v in params["gen"].items()}
         point = {**params, "gen": gen}
         look_opt = opt
@@ -84,15 +75,11 @@ class Unrolled(Rule):
                 disc_grad = g["disc"]
             point, look_opt = graph.apply(g, point, look_opt)
 
-        names = list(gen)
         with torch.enable_grad():
             loss = graph.losses(point)["gen"].sum()
-            gs = torch.autograd.grad(loss, [gen[n] for n in names], create_graph=ctx.create_graph,
-                                     allow_unused=True)
-        gen_grad = {n: torch.zeros_like(gen[n]) if g is None else g for n, g in zip(names, gs)}
-        ctx.counts["grad_evals"] += 1
-        ctx.counts["hvps"] += self.k
-        if not ctx.create_graph:
-            disc_grad = _constant(disc_grad)
+            gen_grad = tree.grad(loss, gen, create_graph=ctx.create_graph)
+        if not ctx.create_graph:  # else the new disc and its optimizer state would keep the
+            disc_grad = tree.detach(disc_grad)  # unroll's graph alive from step to step
         params, opt = ctx.apply({"gen": gen_grad, "disc": disc_grad}, params, opt)
-        return params, {**state, "opt": opt}
+        return params, {**state, "opt": opt,
+                        "counts": count(state["counts"], grad_evals=self.k + 1, hvps=self.k)}
