@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import diagnose, fuse, plugins, stability
+from . import diagnose, fuse, plugins, runaxis, stability
 from .games import GAMES
 from .init import initial_params
 from .optim import OPTIMIZERS
@@ -64,16 +64,23 @@ def run_batch(runs: list[Run], thresholds: dict[str, float] | None = None,
     """Build the game, rule and optimizers for ``runs`` (which share structure), step all R runs at
     once for the study's budget, and return their diagnosed results.
 
-    The Python loop is over steps, never over runs; every tensor has the run axis leading.
+    The Python loop is over steps, never over runs; every tensor has the run axis leading. The run
+    axis is padded to a multiple of :func:`gamedyn.runaxis.run_align` runs and stepped on one or two
+    threads (``threads`` caps it), so that no run's numbers depend on its batch-mates (see
+    :mod:`gamedyn.runaxis`).
     """
-    if threads:
-        torch.set_num_threads(threads)
+    with runaxis.stepping_threads(runaxis.padded_size(len(runs)), threads):
+        return _run_batch(runs, thresholds, device, compile)
+
+
+def _run_batch(runs: list[Run], thresholds: dict[str, float] | None, device: str, compile: str
+               ) -> BatchResult:
     for spec in runs[0].plugins:  # a worker process imports the study's plugins itself
         plugins.load(spec)
     th = {**diagnose.DEFAULTS, **(thresholds or {})}
     cfg = runs[0].config
     dtype = getattr(torch, cfg["dtype"])
-    configs = [r.config for r in runs]
+    configs = [r.config for r in runaxis.pad(runs)]   # the real runs first, then copies of the last
     game = GAMES.get(cfg["game"]["name"]).build([c["game"] for c in configs], dtype, device)
     rule = RULES.get(cfg["rule"]["name"]).build([c["rule"] for c in configs], dtype, device)
     optimizers = {
@@ -86,9 +93,11 @@ def run_batch(runs: list[Run], thresholds: dict[str, float] | None = None,
     seeds = [c["seed"] for c in configs]
     game.rng = Streams(torch.tensor(seeds, dtype=torch.int64), device=device)
     params = initial_params(game, [c["init"] for c in configs], seeds)
-    predicted = stability.predict(game, rule, optimizers, regularizer=regularizer, n_runs=len(runs))
+    predicted = stability.predict(game, rule, optimizers, regularizer=regularizer,
+                                  n_runs=len(configs))[:len(runs)]
     ctx = Context(game, optimizers, regularizer=regularizer)
-    recorder = Recorder(game, len(runs), cfg["steps"], cfg["record_every"], th["blowup"])
+    recorder = Recorder(game, len(configs), cfg["steps"], cfg["record_every"], th["blowup"],
+                        keep=len(runs))
     stepper = fuse.Stepper(rule, ctx, recorder, compile, cfg["steps"], cfg["record_every"])
 
     start = time.perf_counter()

@@ -26,6 +26,7 @@ import math
 import re
 from typing import Any
 
+from . import runaxis
 from .errors import StudyError
 
 #: Bytes of peak memory per recorded value (run × record × variable), measured (see above) and rounded up.
@@ -69,9 +70,10 @@ def run_bytes(config: dict[str, Any]) -> int:
 
 def batch_size(config: dict[str, Any], max_batch: int, budget_mib: int) -> int:
     """The most runs of this configuration's structure one batch may hold: ``max_batch``, or fewer
-    where ``budget_mib`` MiB do not fit that many (at least one)."""
+    where ``budget_mib`` MiB do not fit that many (at least one; a multiple of
+    :data:`gamedyn.runaxis.RUN_ALIGN` where that many fit, since batches are padded to one)."""
     fits = budget_mib * 2 ** 20 // run_bytes(config)
-    return max(1, min(max_batch, fits))
+    return max(1, min(max_batch, runaxis.aligned_batch(fits)))
 
 
 def variables(config: dict[str, Any]) -> int:

@@ -35,7 +35,10 @@ class Recorder:
     ``diverged`` by :mod:`gamedyn.diagnose`. The others go on unaffected.
     """
 
-    def __init__(self, game: Game, n_runs: int, steps: int, record_every: int, blowup: float):
+    def __init__(self, game: Game, n_runs: int, steps: int, record_every: int, blowup: float,
+                 keep: int | None = None):
+        """``n_runs`` is the run axis of the tensors it sees; only the first ``keep`` runs (default:
+        all) are stored and judged (the rest pad the run axis, :mod:`gamedyn.runaxis`)."""
         self.game = game
         self.ctx = Context(game, {})  # its own counters: recording is not charged to the rule
         self.rng = game.rng.fork(1) if game.rng is not None else None  # apart from training noise
@@ -50,10 +53,11 @@ class Recorder:
         self.variables: list[str] = []
         self.values: np.ndarray | None = None  # [T, V, R], allocated at the first record
         self.n_runs = n_runs
-        self.n_valid = np.zeros(n_runs, dtype=np.int64)
-        self.alive_runs = np.ones(n_runs, dtype=bool)
+        self.keep = n_runs if keep is None else keep
+        self.n_valid = np.zeros(self.keep, dtype=np.int64)
+        self.alive_runs = np.ones(self.keep, dtype=bool)
         self._judged = self._stored = 0
-        self.stop_reason = np.full(n_runs, None, dtype=object)
+        self.stop_reason = np.full(self.keep, None, dtype=object)
         self.blowup = blowup
 
     def columns(self, params: Params) -> dict[str, torch.Tensor]:
@@ -134,8 +138,8 @@ class Recorder:
             # record not written is past every run's n_valid (the batch stopped early), and
             # arrays() sets those to NaN
             dtype = torch.empty(0, dtype=self.game.dtype).numpy().dtype
-            self.values = np.empty((len(self.steps), len(self.variables), self.n_runs), dtype)
-            self._bad = np.zeros((len(self.steps), self.n_runs), dtype=bool)
+            self.values = np.empty((len(self.steps), len(self.variables), self.keep), dtype)
+            self._bad = np.zeros((len(self.steps), self.keep), dtype=bool)
         row = torch.cat(self._blocks(cols))
         if step == 0:
             self._limit = self.blowup * self._size(row).clamp_min(1.0)
@@ -149,7 +153,7 @@ class Recorder:
             bad = self.judge(rows)
         i = self._index[step]
         m = rows.shape[0] if rows.dim() == 3 else 1
-        rows, bad = rows.detach().cpu().numpy(), bad.cpu().numpy()
+        rows, bad = rows[..., :self.keep].detach().cpu().numpy(), bad[..., :self.keep].cpu().numpy()
         self.values[i:i + m] = rows
         self._bad[i:i + m] = bad != 0
         self._stored = i + m
