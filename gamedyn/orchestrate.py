@@ -10,7 +10,9 @@ Never lose work:
 - one process at a time works in a results folder (an OS lock, released by the OS when the process
   dies): a second one is refused with a StudyError naming the first;
 - a batch that raises does not stop the others: its runs go to ``failures.parquet`` with the
-  traceback, the successful runs are assembled, and a rerun retries only the failed batches.
+  traceback, the successful runs are assembled, and a rerun retries only the failed batches; so
+  does a batch whose parts cannot be written (the pair is written all or nothing: no trajectories
+  part stays without its runs part).
 
 Results do not depend on the number of workers nor on the backend: each run's trajectory is a
 function of its own configuration and seed only.
@@ -151,9 +153,11 @@ def _execute_all(study: Study, todo: list[list[Run]], folder: ResultsFolder, bar
                     f"{plan.what} ({type(e).__name__}: {_first_line(str(e))}); finished batches "
                     f"are saved in {folder.path}: run again to resume{plan.hint}")) from None
             if isinstance(result, BatchResult):
-                folder.write_part(result.batch_id, result.runs, result.trajectories)
-                bar.update(len(result.runs))
-                continue
+                unwritten = _write(folder, result)
+                if unwritten is None:
+                    bar.update(len(result.runs))
+                    continue
+                result = unwritten
             failed.append(result)
             bar.set_postfix_str(f"{sum(len(f.run_ids) for f in failed)} failed", refresh=False)
             if progress:
@@ -161,6 +165,18 @@ def _execute_all(study: Study, todo: list[list[Run]], folder: ResultsFolder, bar
                           f"{result.error}: {_first_line(result.message)}", file=sys.stderr)
             bar.update(len(result.run_ids))
     return failed
+
+
+def _write(folder: ResultsFolder, result: BatchResult) -> BatchFailure | None:
+    """Write a batch's pair of parts (all or nothing); an error while writing them is a failure of
+    that batch, recorded like one that raised while stepping (None: written)."""
+    try:
+        folder.write_part(result.batch_id, result.runs, result.trajectories)
+    except Exception as e:  # noqa: BLE001  (any write error: this batch failed, the others go on)
+        return BatchFailure(result.batch_id, result.runs["run_id"].astype(str).tolist(),
+                            type(e).__name__, f"writing the batch's results failed: {e}",
+                            traceback.format_exc())
+    return None
 
 
 def check_device(device: str) -> None:

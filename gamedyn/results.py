@@ -31,6 +31,12 @@ LOCK_FILE = ".lock"
 FAILURES_FILE = "failures.parquet"
 TMP_SUFFIX = ".tmp"
 FAILURE_COLUMNS = ["run_id", "batch_id", "game_label", "rule_label", "error", "message", "traceback"]
+#: Columns of ``runs.parquet`` that measure time: the only ones that differ between two runs of a
+#: study (resumed or not, any number of workers, loky or Dask; README, Results).
+TIMING_COLUMNS = ("wall_time", "compile_time")
+#: Columns that follow ``--compile auto``'s choice of eager or compiled stepping, which is made from
+#: measured step times (and the state of Inductor's cache): under ``auto`` they may differ too.
+AUTO_COLUMNS = ("stepping", "stepping_note")
 
 
 class RunsFailedWarning(UserWarning):
@@ -46,20 +52,40 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     into place: ``path`` is either absent or complete, whenever the process dies. A temporary file
     left by a killed process (``.<name>.<random>.tmp``) is never read, and is removed by the next
     run of the study (:meth:`ResultsFolder.clean_temporaries`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    os.close(fd)
+    atomic_write_all([(path, write)])
+
+
+def atomic_write_all(files: list[tuple[Path, Callable[[Path], Any]]]) -> None:
+    """Write several files all or nothing: each ``write(tmp_path)`` to a temporary file beside its
+    path, flushed to disk; only when every one is written are they renamed into place, in the
+    order given. An exception in any write, or in a rename, leaves none of them (and no temporary
+    file) behind: those already renamed into place are removed again. Only a process killed between
+    two renames can leave the first ones alone."""
+    tmps: list[str] = []
+    placed: list[Path] = []
     try:
-        write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with open(tmp, "rb") as f:  # durable before it is visible: a power loss leaves no empty part
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, write in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+            os.close(fd)
+            tmps.append(tmp)
+            write(Path(tmp))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            with open(tmp, "rb") as f:  # durable before visible: a power loss leaves no empty part
+                os.fsync(f.fileno())
+        for (path, _), tmp in zip(files, tmps):
+            os.replace(tmp, path)
+            placed.append(path)
+    except BaseException:
+        for path in placed:
+            path.unlink(missing_ok=True)
+        raise
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for tmp in tmps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 class ResultsFolder:
@@ -142,12 +168,19 @@ class ResultsFolder:
         atomic_write(meta, lambda p: p.write_text(yaml.safe_dump(doc, sort_keys=False)))
 
     def clean_temporaries(self) -> list[Path]:
-        """Remove the temporary files of writes that a killed process left half done (only safe
-        under the lock: no other process is writing here). Returns what was removed."""
+        """Remove what a killed process left half done (only safe under the lock: no other process
+        is writing here): temporary files, and a trajectories part without its runs part (a process
+        killed between the two renames of :meth:`write_part`). Returns what was removed."""
         removed = []
         for folder in (self.path, self.parts):
             if folder.is_dir():
                 for p in folder.glob(f".*{TMP_SUFFIX}"):
+                    p.unlink(missing_ok=True)
+                    removed.append(p)
+        if self.parts.is_dir():
+            suffix = ".trajectories.parquet"
+            for p in self.parts.glob(f"*{suffix}"):
+                if not self.part(p.name[:-len(suffix)], "runs").exists():
                     p.unlink(missing_ok=True)
                     removed.append(p)
         return removed
@@ -159,15 +192,21 @@ class ResultsFolder:
         return self.part(batch_id, "runs").exists() and self.part(batch_id, "trajectories").exists()
 
     def write_part(self, batch_id: str, runs: pd.DataFrame, trajectories: pd.DataFrame) -> None:
-        """Trajectories first, runs last: a batch counts as done only when its runs part exists.
-        The trajectories are stored grouped by run in the order of ``runs``, steps ascending (what
-        :func:`gamedyn.streaming.write_trajectories` merges), in row groups of
-        :data:`~gamedyn.streaming.PART_ROWS` rows (what it reads at a time)."""
+        """A batch's pair of parts, all or nothing: both are written to temporary files and flushed;
+        only then is the trajectories part renamed into place, and the runs part last, so a batch
+        counts as done only when its runs part exists. An error in either write (a column pyarrow
+        cannot store, a full disk) leaves neither part; a process killed between the two renames
+        leaves a trajectories part alone, which the next run removes (:meth:`clean_temporaries`)
+        before deciding what to compute. The trajectories are stored grouped by run in the order
+        of ``runs``, steps ascending (what :func:`gamedyn.streaming.write_trajectories` merges), in
+        row groups of :data:`~gamedyn.streaming.PART_ROWS` rows (what it reads at a time)."""
         trajectories = _grouped_by_run(trajectories, runs["run_id"])
-        atomic_write(self.part(batch_id, "trajectories"),
-                     lambda p: trajectories.to_parquet(p, row_group_size=streaming.PART_ROWS,
-                                                    **streaming.WRITE_OPTIONS))
-        atomic_write(self.part(batch_id, "runs"), lambda p: runs.to_parquet(p))
+        atomic_write_all([
+            (self.part(batch_id, "trajectories"),
+             lambda p: trajectories.to_parquet(p, row_group_size=streaming.PART_ROWS,
+                                               **streaming.WRITE_OPTIONS)),
+            (self.part(batch_id, "runs"), lambda p: runs.to_parquet(p)),
+        ])
 
     def write_failures(self, failures: pd.DataFrame) -> None:
         """``failures.parquet`` holds the failures of the latest attempt; none: no file."""
@@ -195,7 +234,7 @@ class ResultsFolder:
                 (self.path / name).unlink(missing_ok=True)
             return
         parts = [self._read_part(b, "runs") for b in batch_ids]
-        runs = pd.concat(parts, ignore_index=True)
+        runs = _uniform(pd.concat(parts, ignore_index=True))
         part_of = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
         rank = {rid: i for i, rid in enumerate(order)}
         by_rank = runs["run_id"].map(rank).to_numpy().argsort(kind="stable")
@@ -215,6 +254,21 @@ def _damaged(path: Path, e: Exception) -> StudyError:
     path.unlink(missing_ok=True)
     return StudyError("", f"{path} could not be read ({type(e).__name__}: {e}); it has been "
                           f"removed: run the study again to recompute that batch")
+
+
+def _uniform(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each object column stored one way across the parts (:func:`gamedyn.study.uniform_column`):
+    parts written before the study's columns were made uniform may hold a number in one part and
+    text in another."""
+    from .study import uniform_column
+
+    for column in [c for c, dtype in runs.dtypes.items() if pd.api.types.is_object_dtype(dtype)]:
+        values = [None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else v
+                  for v in runs[column].tolist()]
+        new = uniform_column(values)
+        if new is not values:
+            runs[column] = pd.Series(new, index=runs.index, dtype=object)
+    return runs
 
 
 def _grouped_by_run(trajectories: pd.DataFrame, run_ids: pd.Series) -> pd.DataFrame:

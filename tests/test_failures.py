@@ -4,7 +4,9 @@ Also the progress bar when stderr is not a terminal, and the end-of-run summary.
 
 from __future__ import annotations
 
+import os
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -150,3 +152,110 @@ def test_a_worker_killed_under_the_study_is_a_clear_error(tmp_path, cli, monkeyp
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
     assert "a worker process died" in lines[0] and "run again to resume" in lines[0]
+
+
+MIXED = {"name": "mixed", "game": {"name": "bilinear", "dim": 2}, "rules": ["simultaneous"],
+         "optimizer": {"name": "sgd", "lr": 0.1},
+         "init": [{"gen": {"x": 0.5}}, {"gen": {"x": [0.5, 1.0]}}], "steps": 20}
+
+
+def test_a_study_mixing_a_scalar_and_a_list_init_writes_its_tables(tmp_path, capsys):
+    from gamedyn import cli
+
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump(MIXED))
+    assert cli.main(["run", str(path), "--out", str(tmp_path), "--quiet", "--no-figures"]) == 0
+    assert capsys.readouterr().err == ""
+    res = gamedyn.load(tmp_path / "mixed")
+    assert list(res.runs["init.gen.x"]) == ["0.5", "[0.5, 1.0]"] and res.failures.empty
+    assert sorted(p.name.split(".")[1] for p in (tmp_path / "mixed" / "parts").iterdir()) == \
+        ["runs", "trajectories"]
+
+
+def _parts(folder) -> list[str]:
+    return sorted(p.name for p in (folder / "parts").iterdir())
+
+
+@pytest.mark.parametrize("where", ["writing the runs part", "renaming the runs part"])
+def test_an_error_between_the_two_part_writes_fails_that_batch_and_leaves_no_orphan(
+        tmp_path, monkeypatch, capsys, where):
+    """A fault after the trajectories part is written (its runs part's write raises, or the rename
+    that puts the runs part in place does): the batch fails like one that raised (failures.parquet,
+    exit 1, one line), neither part of it stays on disk, the other batches are kept, and a rerun
+    computes only that batch and ends with the tables of an undisturbed run."""
+    from gamedyn import cli, results
+
+    study = make_study(TINY)
+    doomed = orchestrate.batch_id(study.batches()[1])
+    if where == "writing the runs part":
+        real_to_parquet = pd.DataFrame.to_parquet
+
+        def to_parquet(self, path, *args, **kwargs):
+            name = Path(path).name
+            if name.startswith(f".{doomed}.runs.parquet"):
+                assert (Path(path).parent / f".{doomed}.trajectories.parquet").exists() or any(
+                    p.name.startswith(f".{doomed}.trajectories.parquet")
+                    for p in Path(path).parent.iterdir())  # the trajectories part is written
+                raise OSError(28, "No space left on device")
+            return real_to_parquet(self, path, *args, **kwargs)
+
+        monkeypatch.setattr(pd.DataFrame, "to_parquet", to_parquet)
+        error = "OSError"
+    else:
+        real_replace = os.replace
+
+        def replace(src, dst):
+            if Path(dst).name == f"{doomed}.runs.parquet":
+                assert (Path(dst).parent / f"{doomed}.trajectories.parquet").exists()
+                raise PermissionError(13, "Permission denied", str(dst))
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(results.os, "replace", replace)
+        error = "PermissionError"
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "res"
+    assert cli.main(["run", str(path), "--out", str(out), "--quiet", "--no-figures"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert err[0].startswith(f"gamedyn: error: 2 of 8 runs failed (1 batch; first: {error}: "
+                             f"writing the batch's results failed: ")
+    folder = out / "tiny"
+    assert not any(p.startswith(doomed) or p.endswith(".tmp") for p in _parts(folder))
+    assert len(_parts(folder)) == 6  # the 3 other batches' pairs
+    failures = pd.read_parquet(folder / FAILURES_FILE)
+    assert set(failures["batch_id"]) == {doomed} and set(failures["error"]) == {error}
+    assert failures["traceback"].str.contains("write_part").all()
+    with pytest.warns(RunsFailedWarning):
+        assert len(gamedyn.load(folder).runs) == 6
+
+    monkeypatch.undo()  # the disk has room again: only that batch runs
+    again = run_study(study, out=out, progress=False)
+    assert (again.info["computed"], again.info["on_disk"], again.info["failed"]) == (2, 6, 0)
+    assert not (folder / FAILURES_FILE).exists() and len(_parts(folder)) == 8
+    ref = run_study(study, out=tmp_path / "ref", progress=False)
+    drop = list(results.TIMING_COLUMNS + results.AUTO_COLUMNS)
+    pd.testing.assert_frame_equal(again.runs.drop(columns=drop), ref.runs.drop(columns=drop))
+    pd.testing.assert_frame_equal(again.trajectories, ref.trajectories)
+
+
+def test_a_trajectories_part_left_alone_by_a_killed_run_is_removed_and_recomputed(
+        tmp_path, monkeypatch):
+    """kill -9 between the two renames of a pair leaves a trajectories part without its runs part:
+    the next run removes it (under the lock, before anything else) and computes that batch."""
+    study = make_study(TINY)
+    first = run_study(study, out=tmp_path, progress=False)
+    folder = first.path
+    bid = orchestrate.batch_id(study.batches()[0])
+    (folder / "parts" / f"{bid}.runs.parquet").unlink()  # as if killed before its rename
+    orphan = folder / "parts" / f"{bid}.trajectories.parquet"
+    assert orphan.exists()
+    with monkeypatch.context() as mp:  # the batch fails this time: its orphan must still go
+        mp.setattr(orchestrate, "run_batch", _explode_on("simultaneous"))
+        failed = run_study(study, out=tmp_path, progress=False)
+    assert set(failed.failures["batch_id"]) == {bid} and not orphan.exists()
+    assert len(_parts(folder)) == 6
+    again = run_study(study, out=tmp_path, progress=False)
+    assert (again.info["computed"], again.info["on_disk"]) == (2, 6)
+    assert len(_parts(folder)) == 8
+    pd.testing.assert_frame_equal(again.trajectories, first.trajectories)

@@ -114,3 +114,48 @@ def test_cli_list_names_every_component_with_defaults(cli):
     for name in names:
         assert f"  {name}:" in out.stdout, name
     assert "disc_steps = 1" in out.stdout and "lr = 0.1" in out.stdout
+
+
+def test_python_dash_m_gamedyn_is_the_gamedyn_command(tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "gamedyn", *map(str, args)],
+                              capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+
+    listed = run("list")
+    assert listed.returncode == 0 and "bilinear:" in listed.stdout and "simultaneous:" in listed.stdout
+    assert run("--help").stdout.startswith("usage: gamedyn ")
+    missing = run("run", tmp_path / "nowhere.yaml")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.startswith("gamedyn: error: ") and "nowhere.yaml" in missing.stderr
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, "game": "bilinear", "rules": ["simultaneous"],
+                                    "optimizer": {"name": "sgd", "lr": 0.1}, "steps": 20}))
+    done = run("run", path, "--out", tmp_path / "res", "--quiet", "--no-figures")
+    assert done.returncode == 0, done.stderr
+    assert len(gamedyn.load(tmp_path / "res" / "small").runs) == 1
+
+
+def test_parts_that_store_a_column_two_ways_are_assembled_as_text(tmp_path):
+    """Parts written before a column was stored one way for every run (a number in one part, text
+    in another) still assemble into one runs table, the column as text."""
+    from gamedyn.results import ResultsFolder
+
+    folder = ResultsFolder(tmp_path, "old")
+    traj = pd.DataFrame({"run_id": pd.Categorical([]), "step": pd.Series([], dtype="int64"),
+                         "variable": pd.Categorical([]), "value": pd.Series([], dtype="float64")})
+    folder.write_part("a", pd.DataFrame({"run_id": ["r1"], "init.gen.x": [0.5], "game": ["g"]}),
+                      traj.assign(run_id=pd.Categorical([], categories=["r1"])))
+    folder.write_part("b", pd.DataFrame({"run_id": ["r2", "r3"], "init.gen.x": ["[0.5, 1.0]", None],
+                                         "game": ["g", "g"]}),
+                      traj.assign(run_id=pd.Categorical([], categories=["r2", "r3"])))
+    folder.assemble(["a", "b"], ["r2", "r1", "r3"])
+    runs = pd.read_parquet(folder.path / "runs.parquet")
+    assert list(runs["run_id"]) == ["r2", "r1", "r3"]
+    assert list(runs["init.gen.x"].iloc[:2]) == ["[0.5, 1.0]", "0.5"] and runs["init.gen.x"].isna()[2]
