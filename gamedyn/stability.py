@@ -39,14 +39,15 @@ summed over runs. The result is exact up to floating point (no finite difference
 **Limitations.** The step must be differentiable (a rule that detaches, or evaluates its field under
 ``no_grad``, would give a wrong, silently truncated Jacobian). For a stochastic game (one that
 samples from ``game.rng``), the Jacobian is that of one sampled step, drawn from stream
-:data:`RNG_STREAM` of the game's streams (so the training noise is left as it was); :func:`predict`
-then gives NaN unless the sampled step still fixes the equilibrium. Only optimizers that declare
-themselves ``linearisable`` (:class:`gamedyn.optim.Optimizer`; SGD, with or without heavy-ball
-momentum) are linearised by :func:`predict`: Adam and RMSProp have no fixed linearisation at a point
-of zero gradient — their preconditioner 1/(√v + ε) depends on a history v that decays to 0 at the
-fixed point, where √ is not differentiable, the map depends on the step count (Adam's bias
-correction), and near the equilibrium the step η m/(√v + ε) is of the order of η however small the
-gradient (sign-like, not linear). :func:`predict` gives NaN for them.
+:data:`RNG_STREAM` of the game's streams (so the training noise is left as it was; the reverse
+passes draw from it too, as ``cgd``'s backward solves evaluate the game); :func:`predict` then gives
+NaN unless the sampled step still fixes the equilibrium. Only optimizers that declare themselves
+``linearisable`` (:class:`gamedyn.optim.Optimizer`; SGD, with or without heavy-ball momentum) are
+linearised by :func:`predict`: Adam and RMSProp have no fixed linearisation at a point of zero
+gradient — their preconditioner 1/(√v + ε) depends on a history v that decays to 0 at the fixed
+point, where √ is not differentiable, the map depends on the step count (Adam's bias correction),
+and near the equilibrium the step η m/(√v + ε) is of the order of η however small the gradient
+(sign-like, not linear). :func:`predict` gives NaN for them.
 """
 
 from __future__ import annotations
@@ -266,8 +267,8 @@ class StepMap:
         J = torch.zeros(R, n, n, dtype=self.x0.dtype, device=self.x0.device)
         if not out.requires_grad:
             return J
-        with torch.enable_grad():
-            for i in range(n):
+        with torch.enable_grad(), self.game.using(self.rng):  # a backward pass may evaluate the
+            for i in range(n):                                # game (cgd's solves): same stream
                 (g,) = torch.autograd.grad(out[:, i].sum(), u, retain_graph=True, allow_unused=True)
                 if g is not None:
                     J[:, i] = g
@@ -280,14 +281,14 @@ class StepMap:
         reverse pass with ``create_graph``), and F′v = ∂⟨g(w), v⟩/∂w, one more reverse pass."""
         if self._jvp_graph is None:
             u, out = self._forward()
-            with torch.enable_grad():
+            with torch.enable_grad(), self.game.using(self.rng):
                 w = torch.zeros_like(out, requires_grad=True)
                 (g,) = torch.autograd.grad(out, u, grad_outputs=w, create_graph=True, allow_unused=True)
             self._jvp_graph = (w, g)
         w, g = self._jvp_graph
         if g is None or not g.requires_grad:
             return torch.zeros_like(v)
-        with torch.enable_grad():
+        with torch.enable_grad(), self.game.using(self.rng):
             (jv,) = torch.autograd.grad(g, w, grad_outputs=v.to(g), retain_graph=True,
                                         allow_unused=True)
         return torch.zeros_like(v) if jv is None else jv.detach()

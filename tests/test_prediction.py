@@ -36,3 +36,27 @@ def test_contradictions_are_easy_to_find_and_missing_predictions_are_na():
     assert flagged.iloc[0]["predicted_radius"] == pytest.approx(math.sqrt(1 + 0.05**2 / 4), rel=1e-12)
     adam, _ = simulate("bilinear", "simultaneous", steps=20, optimizer={"name": "adam", "lr": 0.01})
     assert np.isnan(adam.iloc[0]["predicted_radius"]) and adam["stability_agrees"].isna().all()
+
+
+def test_predicting_cgd_on_a_stochastic_game_leaves_the_training_stream_alone():
+    """The Jacobian's reverse passes evaluate the game too (cgd's backward solves): they draw from
+    the analysis stream, like the step itself, never from the training stream, whose draws would
+    otherwise depend on the batch (its slowest run's backward CG iterations)."""
+    import torch
+
+    from gamedyn import stability
+    from gamedyn.games import GAMES
+    from gamedyn.optim import OPTIMIZERS
+    from gamedyn.random import Streams
+    from gamedyn.rules import RULES
+
+    def build(registry, name, configs):
+        cls = registry.get(name)
+        return cls.build([cls.resolve(c, name) for c in configs], torch.float64)
+
+    game = build(GAMES, "gan1d", [{"discriminator": "learned", "gradient": "minibatch", "batch": 8}] * 2)
+    game.rng = Streams(torch.tensor([0, 1]))
+    opts = {p: build(OPTIMIZERS, "sgd", [{"lr": 0.05}, {"lr": 0.2}]) for p in ("gen", "disc")}
+    rho = stability.predict(game, build(RULES, "cgd", [{}] * 2), opts, n_runs=2, strict=True)
+    assert rho.shape == (2,)
+    assert game.rng.counter == 0
