@@ -116,3 +116,99 @@ def test_nonfinite_run_ends_cleanly_and_leaves_its_batch_mates_alone():
     assert alone.iloc[0]["run_id"] == tame["run_id"]
     np.testing.assert_array_equal(series(traj, "gen.theta", tame["run_id"]),
                                   series(traj_alone, "gen.theta"))
+
+
+# --- capabilities: declared by rules and optimizers, checked when a study is loaded ---------------
+
+@pytest.fixture
+def registered():
+    """Register throwaway components for one test and remove them after (registry-wide tests must
+    not see them)."""
+    from gamedyn.optim import OPTIMIZERS
+    from gamedyn.rules import RULES
+
+    added = []
+
+    def register(registry, name, cls):
+        registry.register(name)(cls)
+        added.append((registry, name))
+        return cls
+
+    yield register
+    for registry, name in added:
+        registry._classes.pop(name)
+    assert not {n for _, n in added} & (set(RULES.names()) | set(OPTIMIZERS.names()))
+
+
+ONE_PLAYER = {"name": "gan1d", "discriminator": "optimal", "nodes": 64}
+
+
+def test_a_rule_needing_both_players_without_fallback_is_rejected_at_load(registered):
+    from gamedyn.errors import StudyError
+    from gamedyn.rules import RULES, Rule
+    from gamedyn.rules.simultaneous import Simultaneous
+    from gamedyn.study import make_study
+
+    class Coupled(Simultaneous):
+        needs = ("gen", "disc")
+
+    class Anything(Rule):
+        params = {}
+
+    registered(RULES, "coupled_for_test", Coupled)
+    spec = {"name": "t", "game": ONE_PLAYER, "rules": ["coupled_for_test"],
+            "optimizer": {"name": "sgd", "lr": 0.1}, "steps": 2}
+    with pytest.raises(StudyError, match="coupled_for_test.*needs the player.*disc") as e:
+        make_study(spec)
+    assert "\n" not in str(e.value)
+    make_study({**spec, "game": "bilinear"})          # both players: accepted
+    assert Anything.needs == () and Anything.fallback is None
+
+
+@pytest.mark.parametrize("rule", ["cgd", {"name": "unrolled", "k": 3}, "best_response"])
+def test_rules_needing_both_players_declare_simultaneous_play_as_their_fallback(rule):
+    """Declared, not switched on inside each rule: on a game without ``disc`` the fallback
+    (simultaneous play) steps, ``init`` included, costs too."""
+    from gamedyn.rules import RULES
+
+    name = rule if isinstance(rule, str) else rule["name"]
+    cls = RULES.get(name)
+    assert cls.needs == ("gen", "disc") and cls.fallback == "simultaneous"
+    init = {"dist": "normal", "scale": 0.5}
+    runs, traj = simulate(ONE_PLAYER, rule, lr=0.05, steps=5, init=init, seeds=[3])
+    runs_s, ref = simulate(ONE_PLAYER, "simultaneous", lr=0.05, steps=5, init=init, seeds=[3])
+    for v in ("gen.mu", "gen.log_sigma"):
+        np.testing.assert_array_equal(series(traj, v), series(ref, v))
+    assert runs.iloc[0]["grad_evals"] == runs_s.iloc[0]["grad_evals"] == 5
+
+
+def test_cgd_needs_a_declared_learning_rate_unless_eta_is_set(registered):
+    from gamedyn.errors import StudyError
+    from gamedyn.optim import OPTIMIZERS
+    from gamedyn.optim.sgd import SGD
+    from gamedyn.study import make_study
+
+    class NoLR(SGD):
+        """SGD that does not say which hyperparameter is its step size."""
+        learning_rate = None
+
+    registered(OPTIMIZERS, "nolr_for_test", NoLR)
+    spec = {"name": "t", "game": "bilinear", "rules": ["cgd"], "steps": 2,
+            "optimizer": {"name": "sgd", "lr": 0.1, "disc": {"name": "nolr_for_test"}}}
+    with pytest.raises(StudyError, match="disc's optimizer 'nolr_for_test' declares no learning rate"):
+        make_study(spec)
+    make_study({**spec, "rules": [{"name": "cgd", "eta": 0.1}]})     # η given: accepted
+    make_study({**spec, "rules": ["simultaneous"]})                  # needs no η: accepted
+
+
+def test_only_optimizers_declaring_linearisable_are_analysed():
+    from gamedyn import stability
+    from gamedyn.optim import OPTIMIZERS
+
+    declared = {n for n in OPTIMIZERS.names() if OPTIMIZERS.get(n).linearisable}
+    assert declared == {"sgd"}
+    assert {n: OPTIMIZERS.get(n).learning_rate for n in ("sgd", "adam", "rmsprop")} == \
+        {"sgd": "lr", "adam": "lr", "rmsprop": "lr"}
+    assert not hasattr(stability, "SGD_FAMILY")
+    runs, _ = simulate("bilinear", "simultaneous", steps=5, optimizer={"name": "rmsprop", "lr": 0.01})
+    assert np.isnan(runs.iloc[0]["predicted_radius"])
