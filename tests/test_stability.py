@@ -197,8 +197,7 @@ def test_extragradient_and_optimistic_match_their_iteration_matrices():
     """Rules with more state, through the same machinery. Extragradient: z' = (I − ηJ + η²J²) z;
     optimistic (state z and the previous field p): z' = z − η(2Jz − p), p' = Jz (+ the velocity,
     which feeds nothing back when β = 0, so zero eigenvalues)."""
-    if "extragradient" not in RULES or "optimistic" not in RULES:
-        pytest.skip("extragradient / optimistic rules not available")
+    assert "extragradient" in RULES and "optimistic" in RULES, RULES.names()
     game, lrs = bilinear(2, "random", seed=4), [0.1, 0.4]
     A = game.matrix.numpy()
     J = np.block([[np.zeros((2, 2)), A], [-A.T, np.zeros((2, 2))]])
