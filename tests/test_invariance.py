@@ -1,10 +1,14 @@
-"""The run-axis invariant: a run's trajectory does not depend on its batch-mates or on the workers."""
+"""The run-axis invariant: a run's trajectory does not depend on its batch-mates or on the workers, bit
+for bit (see also tests/test_contract.py over every rule, optimizer and a few games)."""
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from gamedyn import make_study, run_study
 from gamedyn.batch import run_batch
+
+pytestmark = pytest.mark.invariance
 
 SPEC = {
     "name": "inv",
@@ -27,27 +31,27 @@ def test_a_run_alone_equals_the_same_run_in_a_batch():
     study = make_study(SPEC)
     batch = max(study.batches(), key=len)
     assert len(batch) == 12
-    together = by_run(run_batch(batch).trajectories)
+    together = by_run(run_batch(batch, compile="off").trajectories)
     for run in (batch[0], batch[5], batch[-1]):
-        alone = by_run(run_batch([run]).trajectories)
+        alone = by_run(run_batch([run], compile="off").trajectories)
         mine = together[together["run_id"] == run.run_id].reset_index(drop=True)
         assert len(alone) == len(mine) > 0
-        np.testing.assert_allclose(mine["value"], alone["value"], rtol=1e-12, atol=1e-14)
+        np.testing.assert_array_equal(mine["variable"], alone["variable"])
+        np.testing.assert_array_equal(mine["value"], alone["value"])   # bit for bit
 
 
 def test_one_worker_equals_two_workers(tmp_path):
     study = make_study(SPEC)
-    one = run_study(study, out=tmp_path / "j1", jobs=1, progress=False)
-    two = run_study(study, out=tmp_path / "j2", jobs=2, progress=False)
-    np.testing.assert_allclose(by_run(one.trajectories)["value"], by_run(two.trajectories)["value"],
-                               rtol=1e-12, atol=1e-14)
+    one = run_study(study, out=tmp_path / "j1", jobs=1, progress=False, compile="off")
+    two = run_study(study, out=tmp_path / "j2", jobs=2, progress=False, compile="off")
+    np.testing.assert_array_equal(by_run(one.trajectories)["value"], by_run(two.trajectories)["value"])
     cols = ["run_id", "dynamics", "final_distance", "growth_rate"]
     pd.testing.assert_frame_equal(one.runs[cols], two.runs[cols])
 
 
 def test_initial_point_depends_on_seed_only():
     study = make_study({**SPEC, "game": "dirac", "rules": ["simultaneous"]})
-    traj = by_run(pd.concat([run_batch(b).trajectories for b in study.batches()]))
+    traj = by_run(pd.concat([run_batch(b, compile="off").trajectories for b in study.batches()]))
     start = traj[(traj["step"] == 0) & (traj["variable"] == "gen.theta")]
     runs = pd.DataFrame([{"run_id": r.run_id, "seed": r.config["seed"]} for r in study.runs])
     start = start.merge(runs, on="run_id")

@@ -256,6 +256,7 @@ def test_bad_parameters_are_study_errors(game, key):
     assert e.value.key == key
 
 
+@pytest.mark.invariance
 @pytest.mark.parametrize("game", [
     {"name": "sce", "gradient": "minibatch", "batch": 8},
     {"name": "nce", "gradient": "minibatch", "batch": 8, "data": "mixture"},
