@@ -449,7 +449,9 @@ def _why(e: BaseException, width: int = 300) -> str:
     if isinstance(e, _Unfusable):
         return str(e)
     lines = str(e).strip().splitlines()
-    text = f"compilation failed: {type(e).__name__}: {lines[0] if lines else ''}"
+    # a compiler's message leads with a banner ("C++ compile error"); its first "error:" says why
+    detail = [ln.strip() for ln in getattr(e, "output", "").splitlines() if "error" in ln.lower()]
+    text = f"compilation failed: {type(e).__name__}: {(detail or lines or [''])[0]}"
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
