@@ -61,8 +61,9 @@ RULE_OVERRIDES = {"best_response": {"max_inner": 3}, "unrolled": {"k": 2}}
 #: Built-in rules with a history in their state, and the rule their step 0 is (their docstrings).
 STEP0_REFERENCE = {"optimistic": "simultaneous", "past_extragradient": "extragradient"}
 #: Built-in rules whose step cannot be traced (value-dependent Python control flow in an inner loop,
-#: fuse's module docstring): with ``compile="on"`` they step eagerly and say why.
-UNFUSABLE = {"best_response", "cgd"}
+#: fuse's module docstring): with ``compile="on"`` they step eagerly and say why. ``lss`` solves
+#: by conjugate gradients until each run's residual is small, as ``cgd``.
+UNFUSABLE = {"best_response", "cgd", "lss"}
 #: The one optimizer and game of the default run's fused checks.
 FUSED_OPTIMIZER, FUSED_GAME = "sgd", "bilinear"
 #: Columns of the runs table that describe the batch or time it, not the run.

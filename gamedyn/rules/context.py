@@ -82,6 +82,19 @@ class Context:
         return out
 
     @torch.enable_grad()
+    def loss_grads(self, params: Params) -> dict[str, Params]:
+        """Every player's loss differentiated in every player's parameters: ``out[i][j]`` is
+        ∇_j L_i (opponent shaping needs the cross terms ∇_j L_i, j ≠ i; ``out[i][i]`` is the
+        field's ξᵢ). One call is one *gradient evaluation* (one evaluation of the losses, one
+        backward pass per player), as :meth:`grad`."""
+        leaves = self._leaves(params)
+        losses = self.losses(leaves)
+        players = tuple(self.game.players)
+        return {pl: tree.grad(losses[pl].sum(), leaves, create_graph=self.create_graph,
+                              retain_graph=self.create_graph or i < len(players) - 1)
+                for i, pl in enumerate(players)}
+
+    @torch.enable_grad()
     def hvp(self, params: Params, loss_player: str, wrt: str, of: str, vector: dict[str, Tensor]
             ) -> dict[str, Tensor]:
         """∂/∂(wrt) ⟨∇_(of) loss_(loss_player), vector⟩: a Hessian block of one player's loss times a vector.

@@ -1,0 +1,37 @@
+"""Matching pennies with mixed strategies through a sigmoid of one logit per player."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import GAMES, Game, Params, Tensor
+
+
+@GAMES.register("matching_pennies")
+class MatchingPennies(Game):
+    """Matching pennies, as in the notebook of Letcher et al. (2019, arXiv 1811.08469).
+
+    Each player i plays heads with probability pᵢ = σ(θᵢ) (one logit each). With the payoff matrix
+    M = [[1, −1], [−1, 1]] as player 1's *loss* and −M as player 2's (zero-sum)::
+
+        L₁ = (p₁, 1 − p₁) M (p₂, 1 − p₂)ᵀ = (2p₁ − 1)(2p₂ − 1),    L₂ = −L₁
+
+    Player 1 (``gen``, logit ``theta``) wants to mismatch, player 2 (``disc``, logit ``phi``) to
+    match (the framework's player names). The unique Nash equilibrium is the mixed one p₁ = p₂ = ½,
+    logits (0, 0), where H = ∇ξ = [[0, ¼], [−¼, 0]]: simultaneous gradient play circles it
+    (|1 ± iη/4| > 1: it spirals out). The papers' step size: α = 1.
+    """
+
+    params = {}
+
+    def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
+        return {"gen": {"theta": ()}, "disc": {"phi": ()}}
+
+    def losses(self, params: Params) -> dict[str, Tensor]:
+        p1 = torch.sigmoid(params["gen"]["theta"])
+        p2 = torch.sigmoid(params["disc"]["phi"])
+        value = (2 * p1 - 1) * (2 * p2 - 1)
+        return {"gen": value, "disc": -value}
+
+    def equilibrium(self) -> Params:
+        return self.zeros()

@@ -1,0 +1,34 @@
+"""The tandem game of Letcher et al. (2019): a general-sum game with a line of fixed points."""
+
+from __future__ import annotations
+
+from .base import GAMES, Game, Params, Tensor
+
+
+@GAMES.register("tandem")
+class Tandem(Game):
+    """Tandem (Letcher, Foerster, Balduzzi, Rocktäschel & Whiteson 2019, "Stable
+    Opponent Shaping in Differentiable Games", ICLR 2019, arXiv 1811.08469, §5)::
+
+        L₁(x, y) = (x + y)² − 2x,    L₂(x, y) = (x + y)² − 2y
+
+    Player 1 (``gen``, parameter x) minimises L₁, player 2 (``disc``, parameter y) minimises L₂
+    (the framework's player names; nothing of a generator or discriminator is meant). The field is
+    ξ = (2(x + y) − 2, 2(x + y) − 2): every point of the line x + y = 1 is a fixed point (and a
+    Nash equilibrium: each Lᵢ is convex in the player's own parameter), H = ∇ξ = [[2, 2], [2, 2]]
+    is singular everywhere. The papers' setting: α = 0.1, θ ~ N(0, 0.1²).
+
+    The equilibrium is a set, not a point, so :meth:`equilibrium` is None: the recorder's
+    diagnosis signal is then the norm of the field, ‖ξ‖ = 2√2·|x + y − 1| = 4·d, exactly four
+    times the distance d = |x + y − 1|/√2 to the line.
+    """
+
+    params = {}
+
+    def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
+        return {"gen": {"x": ()}, "disc": {"y": ()}}
+
+    def losses(self, params: Params) -> dict[str, Tensor]:
+        x, y = params["gen"]["x"], params["disc"]["y"]
+        s = (x + y) ** 2
+        return {"gen": s - 2 * x, "disc": s - 2 * y}

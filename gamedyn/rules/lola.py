@@ -1,0 +1,50 @@
+"""LOLA: learning with opponent-learning awareness, differentiating through the opponents' step."""
+
+from __future__ import annotations
+
+from .. import tree
+from ..games.base import Params
+from ..optim.base import per_run
+from .base import RULES, Rule, State, count
+from .context import Context
+from .shaping import ALPHA, SameSamples, field_of, lookahead_term, pairs, shaping_term
+
+
+@RULES.register("lola")
+class LOLA(Rule):
+    """Exact LOLA (Foerster, Chen, Al-Shedivat, Whiteson, Abbeel & Mordatch 2018, "Learning with
+    Opponent-Learning Awareness", AAMAS 2018, arXiv 1709.04326), in the form of Letcher et al. 2019
+    (arXiv 1811.08469, §3), which we follow: "exact" means exact gradients and Hessian-vector
+    products of the losses (no policy-gradient estimates).
+
+    Player i minimises the first-order Taylor expansion of its loss after the opponents' gradient
+    steps, Lᵢ + Σ_{j≠i} ⟨∇ⱼLᵢ, −αξⱼ⟩, and differentiates *through* those steps::
+
+        LOLAᵢ = ξᵢ − α Σ_{j≠i} ∇ᵢ⟨∇ⱼLᵢ, ξⱼ⟩ = ξᵢ − α (H_o ξ)ᵢ − α χᵢ,
+        χᵢ = Σ_{j≠i} (∇ᵢξⱼ)ᵀ ∇ⱼLᵢ,            z_{k+1} = z_k − η LOLA(z_k)   (with SGD)
+
+    (notation of :mod:`gamedyn.rules.shaping`; the sign convention: every player *minimises*, so
+    both terms enter with −α, as LookAhead's). The shaping term χ need not vanish where ξ does, so
+    LOLA may move the fixed points: on tandem its field is (2u − 2)(1 − 2α) − 4αu along (1, 1)
+    (u = x + y), zero at u = (1 − 2α)/(1 − 4α) ≠ 1 (4/3 at α = 0.1), off the game's fixed line.
+    α (``alpha``) may differ per run.
+
+    Cost: 1 gradient evaluation (every loss in every player's parameters,
+    :meth:`Context.loss_grads`) and two Hessian-vector products per ordered pair of players (4 for
+    two players) per step.
+    """
+
+    params = {"alpha": ALPHA}
+
+    def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:
+        samples = SameSamples(ctx.game)
+        with samples():
+            grads = ctx.loss_grads(params)
+        field = field_of(grads)
+        h_field = lookahead_term(ctx, params, field, samples)
+        chi = shaping_term(ctx, params, grads, samples)
+        direction = tree.map(lambda g, h, c: g - per_run(self.alpha, g) * (h + c),
+                             field, h_field, chi)
+        params, opt = ctx.apply(direction, params, state["opt"])
+        counts = count(state["counts"], grad_evals=1, hvps=2 * pairs(ctx))
+        return params, {**state, "opt": opt, "counts": counts}
