@@ -78,11 +78,13 @@ def _summary(results: Results, figures: list[Path], elapsed: float) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import expectation_note, summary, write_report
+    from .report import expectation_note, seed_aggregates, summary, write_report
     from .results import failures_note, load
 
     results = load(args.results, warn=False)
     print(summary(results).to_string())
+    print("\nper configuration, over seeds (outcome frequency [Wilson 95% interval]):")
+    print(seed_aggregates(results))
     for f in write_report(results):
         print(f"figure: {f}")
     note = expectation_note(results)

@@ -17,6 +17,14 @@ def summary(results: Results) -> pd.DataFrame:
             .value_counts().unstack(fill_value=0))
 
 
+def seed_aggregates(results: Results) -> str:
+    """The seed aggregates (:meth:`Results.aggregate`) as a printable table: the configurations
+    that vary, runs, each outcome's frequency with its Wilson 95 % interval, medians and IQRs."""
+    from .aggregate import compact
+
+    return compact(results.aggregate()).to_string(index=False)
+
+
 def write_report(results: Results) -> list[Path]:
     """Draw the figures the study names (``figures:``, default phase_plane) under
     ``<results>/figures/<name>.png`` and return their paths."""

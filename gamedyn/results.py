@@ -348,6 +348,15 @@ class Results:
         w["run_id"] = w["run_id"].astype(str)
         return w.merge(self.runs, on="run_id", how="left")
 
+    def aggregate(self, by: str | list[str] | None = None) -> pd.DataFrame:
+        """Seed aggregates: one row per configuration (the run columns but the seed and the initial
+        point, or the columns ``by``) with its runs, failed seeds, outcome frequencies and their
+        Wilson 95 % intervals, and the median and IQR of ``growth_rate``, ``final_distance`` and
+        the fit metrics (:func:`gamedyn.aggregate.aggregate`)."""
+        from .aggregate import aggregate, failed_configs
+
+        return aggregate(self.runs, by, failed=failed_configs(self.study, self.failures))
+
 
 def read_failures(path: str | Path) -> pd.DataFrame:
     """The failures table of a results folder (empty, with its columns, when nothing failed)."""

@@ -75,6 +75,17 @@ KEYS = {
     "memory_budget": memory.ACCEPTED,
 }
 REQUIRED = ("name", "game", "rules", "optimizer", "steps")
+#: The runs table's configuration columns, as :func:`make_study` builds them: these names, and every
+#: column named by a prefix below (a component's parameters, the optimizers', the initialisation's).
+CONFIG_COLUMNS = ("study", "game", "rule", "regularizer", "seed", "game_label", "rule_label",
+                  "regularizer_label", "steps", "record_every", "dtype")
+CONFIG_PREFIXES = ("game.", "rule.", "regularizer.", "optimizer.", "init.")
+
+
+def config_columns(columns: list[str]) -> list[str]:
+    """Those of ``columns`` (a runs table's) that hold a run's configuration, in their order; the
+    rest are what the run produced (labels, evidence, costs, timings)."""
+    return [c for c in columns if c in CONFIG_COLUMNS or c.startswith(CONFIG_PREFIXES)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -102,7 +102,11 @@ def test_run_study_returns_the_successful_runs_and_the_failures(tmp_path, monkey
 
     assert cli.main(["report", str(res.path)]) == 0  # reports the successful runs, notes the rest
     out = capsys.readouterr()
-    assert "simultaneous" in out.out and "alternating" not in out.out
+    counts, per_config = out.out.split("per configuration")
+    assert "simultaneous" in counts and "alternating" not in counts
+    alternating = [line.split() for line in per_config.splitlines() if "alternating" in line]
+    assert len(alternating) == 4 and all(w[3:5] == ["0", "0"] for w in alternating)  # 0 runs; the
+    # failed seeds: 0
     assert out.err.startswith("gamedyn: note: 4 of 8 runs failed")
 
     monkeypatch.undo()  # fixed: only the failed batches run again
