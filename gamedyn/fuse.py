@@ -17,12 +17,16 @@ Modes (``gamedyn run --compile``):
 
 - ``off``: eager stepping;
 - ``on``: compile wherever it works;
-- ``auto`` (default): compile only where it pays. The first :data:`PROBE_STEPS` steps are
-  stepped eagerly, each timed; the remaining eager stepping is priced at the median step's time ×
-  the steps left. Under :data:`AUTO_MIN_SECONDS` it stays eager; otherwise the chunk is traced, and
-  compiled when compiling would take less than that: :data:`WARM_SECONDS` for a graph compiled
-  before (in Inductor's cache), else :data:`SECONDS_PER_NODE` × its operations (a cold compilation:
-  about 10 s for a 20-step bilinear chunk, 100 s for unrolled or SGA with Adam).
+- ``auto`` (default): compile only where it pays, decided from the batch's structure alone, never
+  from timings or the state of a cache, so that a study's numbers are the same on every rerun (fused
+  and eager stepping agree to rounding, not bit for bit). The first :data:`PROBE_STEPS` steps are
+  stepped eagerly, the first of them with its ATen operations counted; the remaining eager stepping
+  is priced at :func:`eager_seconds` (operations × steps left, each operation at a dispatch cost
+  plus a cost per run). Under :data:`AUTO_MIN_SECONDS` it stays eager; otherwise the chunk is
+  traced, and compiled when a cold compilation, :data:`SECONDS_PER_NODE` × its graph's operations
+  (about 10 s for a 20-step bilinear chunk, 100 s for unrolled or SGA with Adam), would take less.
+  A chunk found in Inductor's cache loads in about a second instead, but counting on it would make
+  the choice, and so the numbers, depend on what ran before.
 
 Either way, stepping falls back to eager, saying why in the runs table's ``stepping_note``, where
 fusion cannot work: a game that draws random numbers (the counter-based streams keep their draw
@@ -30,7 +34,8 @@ counter in Python), a rule whose Python control flow depends on tensor values (`
 and ``cgd``'s inner loops: fake tensors have no values, so tracing them raises rather than baking in
 one path), state held in Python numbers, in-place updates, or no C++ compiler. Inductor caches its
 compilations on disk (``TORCHINDUCTOR_CACHE_DIR``, by default ``~/.cache/gamedyn/inductor``), so
-later batches, processes and studies of the same structure skip the C++ compilation.
+later batches, processes and studies of the same structure skip the C++ compilation. The private
+torch API this needs lives in :mod:`gamedyn.torch_private`, with the torch versions it is tested on.
 
 A chunk unrolls at most :data:`MAX_UNROLL` steps. When the record interval fits, a chunk holds as
 many whole intervals as fit (:func:`records_per_chunk`), each ending with its record, and returns
@@ -46,7 +51,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -54,7 +58,7 @@ from typing import Any
 
 import torch
 
-from . import tree
+from . import torch_private, tree
 from .games.base import Params
 from .record import Recorder
 from .rules.base import Rule, State
@@ -66,12 +70,21 @@ AUTO_MIN_SECONDS = 3.0
 #: Seconds of a cold compilation per operation of the traced chunk (measured on 2 cores: 7-11 ms for
 #: chunks of 500 to 6,000 operations); ``auto`` weighs it against the remaining eager stepping.
 SECONDS_PER_NODE = 0.01
-#: Seconds to load a chunk compiled before (by any process) from Inductor's cache, imports included.
-WARM_SECONDS = 1.5
+#: Seconds of an eager ATen operation: its dispatch (autograd included), and its work per run
+#: (measured on 2 cores: Dirac-GAN and x·y steps cost 2-5 µs an operation at R = 16 to 1,000).
+SECONDS_PER_OP = 3e-6
+SECONDS_PER_OP_RUN = 1e-9
 #: Most steps unrolled into one compiled chunk (compile time grows with it).
 MAX_UNROLL = 20
-#: Steps stepped eagerly and timed one by one before deciding (their median prices a step).
+#: Steps stepped eagerly before deciding (the first counted; all watched for random draws).
 PROBE_STEPS = 10
+
+
+def eager_seconds(ops: int, runs: int, steps: int) -> float:
+    """``auto``'s price of ``steps`` eager steps of ``ops`` ATen operations each over ``runs`` runs:
+    ``steps · ops · (SECONDS_PER_OP + runs · SECONDS_PER_OP_RUN)``. A model, not a measurement, so
+    that the choice is the same on every rerun."""
+    return steps * ops * (SECONDS_PER_OP + runs * SECONDS_PER_OP_RUN)
 
 
 def chunk_length(interval: int) -> int:
@@ -94,9 +107,10 @@ class Stepper:
     ``advance(params, state, i)`` steps from record ``i`` (the recorder's ``steps[i]``) to a later
     record ``j``, stores records ``i+1 … j`` and returns the new params, state and ``j``: one record
     eagerly, :func:`records_per_chunk` records per compiled chunk. The first :data:`PROBE_STEPS`
-    steps of a batch are stepped eagerly and timed; then it decides. ``kind`` says how the batch was
-    stepped in the end (``eager`` or ``compiled``), ``note`` why it was not compiled (empty when it
-    was, or when ``off`` was asked), ``compile_seconds`` the time spent compiling.
+    steps of a batch are stepped eagerly (the first with its operations counted); then it decides.
+    ``kind`` says how the batch was stepped in the end (``eager`` or ``compiled``), ``note`` why it
+    was not compiled (empty when it was, or when ``off`` was asked), ``compile_seconds`` the time
+    spent compiling.
     """
 
     def __init__(self, rule: Rule, ctx: Context, recorder: Recorder, mode: str, steps: int,
@@ -110,14 +124,14 @@ class Stepper:
         self._decided = mode == "off"
         self._done = 0
         self._fns: dict[str, Callable[..., Any]] = {}
-        self._times: list[float] = []
+        self._probed, self._ops = 0, 0
         self._draws = False
 
     def advance(self, params: Params, state: State, i: int) -> tuple[Params, State, int]:
         at = self.recorder.steps
         n = at[i + 1] - at[i]
         if not self._decided:
-            m = min(n, PROBE_STEPS - len(self._times))
+            m = min(n, PROBE_STEPS - self._probed)
             params, state = self._probe(params, state, m)
             n -= m
         if self.kind == "compiled":
@@ -143,43 +157,52 @@ class Stepper:
 
     # -- the decision ----------------------------------------------------------------------------
     def _probe(self, params: Params, state: State, m: int) -> tuple[Params, State]:
-        """Step ``m`` steps eagerly, each timed, watching the random streams; after
-        :data:`PROBE_STEPS` steps (or the last one), decide."""
+        """Step ``m`` steps eagerly (the batch's first with its operations counted), watching the
+        random streams; after :data:`PROBE_STEPS` steps (or the last one), decide."""
         rngs = (self.recorder.game.rng, self.recorder.rng)
         counters = [g.counter if g is not None else None for g in rngs]
-        for _ in range(m):
-            start = time.perf_counter()
-            params, state = self._eager(params, state, 1)
-            self._times.append(time.perf_counter() - start)
+        unusable = torch_private.missing(torch_private.COUNTING)
+        if m and not self._probed and not unusable:
+            (params, state), self._ops = torch_private.count_ops(
+                lambda: self._eager(params, state, 1))
+            self._probed, m = 1, m - 1
+        params, state = self._eager(params, state, m)
+        self._probed += m
         self._draws |= any(g is not None and g.counter != c for g, c in zip(rngs, counters))
-        if len(self._times) < PROBE_STEPS and self._done < self.steps:
+        if self._probed < PROBE_STEPS and self._done < self.steps:
             return params, state
         if rngs[1] is not None:  # does recording draw? (a throw-away record, its draws undone)
             before = rngs[1].counter
             self.recorder.row(params)
             self._draws, rngs[1].counter = self._draws or rngs[1].counter != before, before
         self._decided = True
+        if unusable and self.mode == "auto":
+            self.note = unusable
+            return params, state
         if self._draws:
             self.note = "the game draws random numbers (not traced)"
             return params, state
         if self._done >= self.steps:
             self.note = "no steps left after the probe"
             return params, state
-        remaining = statistics.median(self._times) * (self.steps - self._done)
+        remaining = eager_seconds(self._ops, self.recorder.n_runs, self.steps - self._done)
         if self.mode == "auto" and remaining < AUTO_MIN_SECONDS:
             self.note = "auto: too short for a compilation to pay"
             return params, state
         first = "rec" if self.interval == self.k else "steps"
+        if unusable := torch_private.missing():
+            self.note = unusable
+            return params, state
         start = time.perf_counter()
         try:  # trace and compile now (on fake tensors: the point is untouched), before any chunk
             fn = _Compiled(self._chunk(first), params, state)
-            cost = WARM_SECONDS if fn.cached() else fn.nodes * SECONDS_PER_NODE
-            if self.mode == "auto" and cost > remaining:
+            if self.mode == "auto" and fn.nodes * SECONDS_PER_NODE > remaining:
                 self.note = (f"auto: compiling ({fn.nodes} operations) would take longer than "
-                             "stepping eagerly")  # no timings: the runs table is deterministic
+                             "stepping eagerly")
             else:
                 fn.compile()
                 self._fns[first], self.kind = fn, "compiled"
+                self.note = torch_private.untested()
         except Exception as e:  # noqa: BLE001  (any tracing or compiler failure: stay eager)
             self.note = _why(e)
         self.compile_seconds = time.perf_counter() - start
@@ -281,7 +304,7 @@ class _Compiled:
         flat = tree.leaves(self._in)
         if not all(isinstance(x, torch.Tensor) for x in flat):
             raise _Unfusable("the rule's or optimizer's state holds Python numbers")
-        fakes = _fakes(flat)
+        fakes = torch_private.fake_tensors(flat)
         root, graph = torch.nn.Module(), torch.fx.Graph()
         x = [graph.placeholder(f"arg{i}") for i in range(len(flat))]
         for node, fake in zip(x, fakes):
@@ -291,8 +314,8 @@ class _Compiled:
         if chunk.what != "steps":
             n_params = len(tree.leaves(params))
             record = _trace(lambda *p: chunk.record(tree.unflatten(params, p)),
-                            _fakes(fakes[:n_params]))
-            finish = _trace(chunk.finish, _fakes(_outputs(record) * chunk.m))
+                            torch_private.fake_tensors(fakes[:n_params]))
+            finish = _trace(chunk.finish, torch_private.fake_tensors(_outputs(record) * chunk.m))
         parts: list[torch.fx.Node] = []
         for _ in range(chunk.m):
             for _ in range(chunk.k):
@@ -323,28 +346,12 @@ class _Compiled:
             raise _Unfusable("the step gives its tensors back in other shapes or layouts")
         return gm
 
-    def _marker(self) -> Path:
-        """A file in the compile cache that says this graph was compiled before (Inductor's cache
-        then holds it: compiling it again only loads it)."""
-        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]) / "gamedyn-compiled" / self.key
-
-    def cached(self) -> bool:
-        return self.key in _LOADED or self._marker().exists()
-
     def compile(self) -> None:
         """Compile the graph, or load it from Inductor's cache; a graph this process has compiled
         or loaded before (an earlier batch of the same structure) is reused as it is."""
         if self.key not in _LOADED:
-            from torch._inductor.compile_fx import compile_fx_inner
-
-            # Inductor's on-disk FX-graph cache needs the trace's fake mode (and its shape
-            # environment) in a tracing context, as Dynamo would give it
             fake = [n.meta["val"] for n in self._gm.graph.nodes if n.op == "placeholder"]
-            with torch._guards.tracing(torch._guards.TracingContext(fake[0].fake_mode)):
-                _LOADED[self.key] = compile_fx_inner(self._gm, fake)
-            marker = self._marker()
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
+            _LOADED[self.key] = torch_private.compile_graph(self._gm, fake)
         self._fn = _LOADED[self.key]
         del self._gm
 
@@ -358,31 +365,12 @@ def _trace(fn: Callable[..., Any], inputs: list[torch.Tensor]) -> torch.fx.Graph
     ATen operations (Inductor's decompositions); fake ``inputs`` keep their fake mode, so that the
     graphs traced for one chunk share it."""
     _set_up_compiler()  # before importing Inductor: it fixes its cache folder on first use
-    from torch._inductor.decomposition import select_decomp_table
-    from torch.fx.experimental.proxy_tensor import make_fx
-
-    gm = make_fx(fn, tracing_mode="fake", _allow_non_fake_inputs=True,
-                 decomposition_table=select_decomp_table())(*inputs)
+    gm = torch_private.make_fx(fn, inputs)
     if not all(isinstance(o, torch.fx.Node) for o in _output(gm).args[0]):
         raise _Unfusable("the chunk returns Python numbers")
-    if any(isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable
-           for n in gm.graph.nodes if n.op == "call_function"):
+    if any(torch_private.mutates(n.target) for n in gm.graph.nodes if n.op == "call_function"):
         raise _Unfusable("the step changes tensors in place")
     return gm
-
-
-def _fakes(like: list[torch.Tensor]) -> list[torch.Tensor]:
-    """A distinct fake tensor for each of ``like`` (same shape, layout, dtype and device), all in the
-    fake mode of ``like``'s fakes, or a new one. Distinct: make_fx traces inputs that are the same
-    tensor object as one input, which would tie together what the chunk's later steps separate."""
-    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
-    from torch.fx.experimental.symbolic_shapes import ShapeEnv
-
-    mode = next((t.fake_mode for t in like if isinstance(t, FakeTensor)), None) or FakeTensorMode(
-        allow_fallback_kernels=True, allow_non_fake_inputs=True, shape_env=ShapeEnv(),
-        static_shapes=True)
-    with mode:
-        return [torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device) for t in like]
 
 
 def _output(gm: torch.fx.GraphModule) -> torch.fx.Node:
@@ -419,7 +407,7 @@ def _lift_constants(gm: torch.fx.GraphModule) -> list[torch.Tensor]:
     same for every batch of the same structure and size, whatever their hyperparameters."""
     graph = gm.graph
     last = [n for n in graph.nodes if n.op == "placeholder"][-1]
-    fake_mode = last.meta["val"].fake_mode
+    like = last.meta["val"]
     lifted: dict[str, torch.fx.Node] = {}
     constants = []
     for node in list(graph.nodes):
@@ -428,7 +416,7 @@ def _lift_constants(gm: torch.fx.GraphModule) -> list[torch.Tensor]:
         if node.target not in lifted:
             with graph.inserting_after(last):
                 last = lifted[node.target] = graph.placeholder(f"constant_{len(constants)}")
-            last.meta["val"] = fake_mode.from_tensor(value, static_shapes=True)
+            last.meta["val"] = torch_private.fake_constant(value, like)
             constants.append(value)
         node.replace_all_uses_with(lifted[node.target])
         graph.erase_node(node)

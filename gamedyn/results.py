@@ -34,9 +34,6 @@ FAILURE_COLUMNS = ["run_id", "batch_id", "game_label", "rule_label", "error", "m
 #: Columns of ``runs.parquet`` that measure time: the only ones that differ between two runs of a
 #: study (resumed or not, any number of workers, loky or Dask; README, Results).
 TIMING_COLUMNS = ("wall_time", "compile_time")
-#: Columns that follow ``--compile auto``'s choice of eager or compiled stepping, which is made from
-#: measured step times (and the state of Inductor's cache): under ``auto`` they may differ too.
-AUTO_COLUMNS = ("stepping", "stepping_note")
 
 
 class RunsFailedWarning(UserWarning):

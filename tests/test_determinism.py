@@ -1,11 +1,12 @@
 """Deterministic tables: two runs of a study — resumed or not, one worker or two, loky or Dask — give
 equal ``runs.parquet`` except for the documented timing columns (README, Results:
-``gamedyn.results.TIMING_COLUMNS``, and under ``--compile auto`` ``AUTO_COLUMNS``), and equal
-``trajectories.parquet``."""
+``gamedyn.results.TIMING_COLUMNS``), and equal ``trajectories.parquet``, under ``--compile auto``
+too: auto decides from the batch's structure, never from timings or the compile cache."""
 
 from __future__ import annotations
 
 import re
+import time
 
 import pandas as pd
 import pytest
@@ -13,7 +14,7 @@ import torch
 
 from gamedyn import fuse, make_study, orchestrate, run_study
 from gamedyn.batch import run_batch
-from gamedyn.results import AUTO_COLUMNS, TIMING_COLUMNS
+from gamedyn.results import TIMING_COLUMNS
 
 from .conftest import ROOT
 
@@ -53,11 +54,9 @@ def _resumed(study, out, compile: str):
 
 def test_the_timing_columns_are_those_the_readme_documents():
     text = (ROOT / "README.md").read_text()
-    assert TIMING_COLUMNS == ("wall_time", "compile_time") and AUTO_COLUMNS == ("stepping",
-                                                                               "stepping_note")
+    assert TIMING_COLUMNS == ("wall_time", "compile_time")
     para = re.search(r"\*\*Deterministic tables\.\*\*(.*?)\n\n", text, re.S).group(1)
-    assert "*timing columns* `wall_time` and `compile_time`" in para
-    assert "`--compile auto` only, `stepping` and `stepping_note`" in para
+    assert "*timing columns* `wall_time` and `compile_time`." in para
 
 
 def test_tables_equal_across_workers_resume_and_dask(tmp_path):
@@ -88,12 +87,41 @@ def test_tables_equal_across_workers_resume_and_dask(tmp_path):
 
 
 def test_tables_equal_under_compile_auto(tmp_path):
-    """The default mode: equal but for the timing columns and auto's choice (stepping, its note)."""
+    """The default mode: equal but for the timing columns."""
     study = make_study(SPEC)
     ref = run_study(study, out=tmp_path / "a", progress=False)
-    assert set(AUTO_COLUMNS) <= set(ref.runs.columns)
-    _same(ref, run_study(study, out=tmp_path / "b", progress=False), TIMING_COLUMNS + AUTO_COLUMNS)
-    _same(ref, _resumed(study, tmp_path / "resumed", "auto"), TIMING_COLUMNS + AUTO_COLUMNS)
+    _same(ref, run_study(study, out=tmp_path / "b", progress=False), TIMING_COLUMNS)
+    _same(ref, _resumed(study, tmp_path / "resumed", "auto"), TIMING_COLUMNS)
+
+
+def test_auto_decides_from_the_structure_not_from_timings(monkeypatch):
+    """Eager steps made slow (0.2 s each while auto probes) do not change its choice: 90 steps of
+    x·y over one run are priced by their operations (well under a second), not by the clock
+    (which would say 18 s and go on to trace and compile)."""
+    from gamedyn.rules import RULES
+
+    study = make_study({**SPEC, "game": {"name": "bilinear", "dim": 2}, "rules": ["simultaneous"],
+                        "steps": 100, "seeds": 1, "record_every": 10,
+                        "optimizer": {"name": "sgd", "lr": 0.1},
+                        "init": {"dist": "constant", "scale": 1.0}})
+    (batch,) = study.batches()
+    fast = run_batch(batch, study.thresholds, compile="auto").runs
+    rule, calls = RULES.get("simultaneous"), []
+    real = rule.step
+
+    def slow(self, *args):
+        calls.append(1)
+        if len(calls) <= fuse.PROBE_STEPS:
+            time.sleep(0.2)
+        return real(self, *args)
+
+    monkeypatch.setattr(rule, "step", slow)
+    slowed = run_batch(batch, study.thresholds, compile="auto").runs
+    assert len(calls) >= 100  # (and the stability analysis's step)
+    assert fast["stepping_note"].iloc[0] == "auto: too short for a compilation to pay"
+    pd.testing.assert_frame_equal(slowed.drop(columns=list(TIMING_COLUMNS)),
+                                  fast.drop(columns=list(TIMING_COLUMNS)))
+
 
 
 def test_the_stepping_note_carries_no_timing(monkeypatch):
@@ -107,7 +135,6 @@ def test_the_stepping_note_carries_no_timing(monkeypatch):
     notes = []
     for cost in (1e3, 1e5):  # seconds: compiling would always take longer than stepping eagerly
         monkeypatch.setattr(fuse, "SECONDS_PER_NODE", cost)
-        monkeypatch.setattr(fuse, "WARM_SECONDS", cost)
         runs = run_batch(batch, study.thresholds, compile="auto").runs
         assert set(runs["stepping"]) == {"eager"}
         notes += list(runs["stepping_note"])

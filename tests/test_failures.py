@@ -238,7 +238,7 @@ def test_an_error_between_the_two_part_writes_fails_that_batch_and_leaves_no_orp
     assert (again.info["computed"], again.info["on_disk"], again.info["failed"]) == (2, 6, 0)
     assert not (folder / FAILURES_FILE).exists() and len(_parts(folder)) == 8
     ref = run_study(study, out=tmp_path / "ref", progress=False)
-    drop = list(results.TIMING_COLUMNS + results.AUTO_COLUMNS)
+    drop = list(results.TIMING_COLUMNS)
     pd.testing.assert_frame_equal(again.runs.drop(columns=drop), ref.runs.drop(columns=drop))
     pd.testing.assert_frame_equal(again.trajectories, ref.trajectories)
 

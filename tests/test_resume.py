@@ -17,7 +17,7 @@ import yaml
 
 import gamedyn
 from gamedyn import StudyError, make_study, run_study
-from gamedyn.results import AUTO_COLUMNS, LOCK_FILE, TIMING_COLUMNS, ResultsFolder
+from gamedyn.results import LOCK_FILE, TIMING_COLUMNS, ResultsFolder
 
 from .conftest import ROOT
 
@@ -26,8 +26,7 @@ from .conftest import ROOT
 KILL_SPEC = {"name": "killme", "game": "bilinear", "rules": ["sleepy_for_test"],
              "optimizer": {"name": "sgd", "lr": [0.1, 0.2]}, "init": {"dist": "normal", "scale": 1.0},
              "seeds": 8, "steps": 60, "max_batch": 2, "plugins": ["tests.plugin_rules"]}  # 8 batches
-# the documented timing columns, and auto's choice of stepping (made from timings)
-TIMING = [*TIMING_COLUMNS, *AUTO_COLUMNS]
+TIMING = list(TIMING_COLUMNS)  # the documented timing columns
 
 
 def _gamedyn(args: list, nap: float = 0.0, **popen) -> subprocess.Popen:

@@ -9,6 +9,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from .. import tree
 from ..component import Component, Registry
 from ..random import Streams
 
@@ -119,5 +120,5 @@ class SampleGame(Game):
         raise NotImplementedError
 
     def losses(self, params: Params) -> dict[str, Tensor]:
-        n_runs = next(iter(params["gen"].values())).shape[0]
+        n_runs = tree.n_runs(params["gen"])
         return self.objective(params, self.real_samples(n_runs), self.fake_samples(params))

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import tree
 from ..component import Param
 from ..costs import normal_nodes, value
 from ..densities import FAMILIES, Mixture, best_gaussian_kl, data_distribution, data_params, fit_labels
@@ -82,7 +83,7 @@ def compare(g: dict[str, Tensor], ref: dict[str, Tensor], prefix: str = "grad") 
     below :data:`TINY` the ratios are reported as 0, not NaN: the recorder stops a run at any
     non-finite value, and a run that reaches the MLE solution has converged, not diverged. Read the
     ratios together with ``norm_mle``."""
-    R = next(iter(g.values())).shape[0]
+    R = tree.n_runs(g)
     gv = torch.cat([g[k].reshape(R, -1) for k in ref], 1)
     rv = torch.cat([ref[k].reshape(R, -1) for k in ref], 1)
     dot = (gv * rv).sum(1)
@@ -150,7 +151,7 @@ class DensityGame(Game):
         return self.criterion(params, exact=self.gradient == "exact")
 
     def n_runs(self, params: Params) -> int:
-        return next(iter(params["disc"].values())).shape[0]
+        return tree.n_runs(params["disc"])
 
     # --- what the study records ----------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from gamedyn.component import Param
 from gamedyn.optim import per_run
 from gamedyn.rules import RULES, Rule
+from gamedyn.rules.base import count
 
 
 @RULES.register("lookahead")
@@ -36,4 +37,5 @@ class Lookahead(Rule):
             slow = {p: {n: s + per_run(self.alpha, s) * (params[p][n] - s) for n, s in slow[p].items()}
                     for p in slow}
             params, fast_steps = slow, 0
-        return params, {**state, "opt": opt, "slow": slow, "fast_steps": fast_steps}
+        return params, {**state, "opt": opt, "slow": slow, "fast_steps": fast_steps,
+                        "counts": count(state["counts"], grad_evals=1)}

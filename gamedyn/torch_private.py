@@ -1,0 +1,136 @@
+"""The private torch API that fused stepping (:mod:`gamedyn.fuse`) uses, in one place.
+
+Fusion traces a chunk of steps into a graph of ATen operations and hands it to Inductor without
+Dynamo (whose frame evaluation and guards cost several times the fused kernel at R = 1,000). No
+public entry point does that at the same cost in torch 2.13 (measured in
+``benchmarks/bench_compile_entry.py``): ``torch._inductor.compile(gm, inputs)`` runs AOTAutograd over
+the already-traced ATen graph again, and ``torch.compile(fullgraph=True)`` traces Python with Dynamo
+and guards every call. So these private names are used, and nowhere else than here:
+
+- ``torch.fx.experimental.proxy_tensor.make_fx`` (``tracing_mode="fake"``,
+  ``_allow_non_fake_inputs``) and ``torch._inductor.decomposition.select_decomp_table``: tracing;
+- ``torch._subclasses.fake_tensor.FakeTensor``/``FakeTensorMode`` and
+  ``torch.fx.experimental.symbolic_shapes.ShapeEnv``: the fake inputs traced on;
+- ``torch._ops.OpOverload`` (its schema's ``is_mutable``): refusing in-place steps;
+- ``torch._inductor.compile_fx.compile_fx_inner`` under ``torch._guards.tracing`` /
+  ``TracingContext``: compiling (and loading from Inductor's FX-graph cache);
+- ``torch.utils._python_dispatch.TorchDispatchMode``: counting the ATen operations of an eager
+  step, which ``auto`` prices (:func:`count_ops`).
+
+They are tested on the torch versions in :data:`TESTED`. On another version fusion still tries, and
+the runs table's ``stepping_note`` says that the version is untested (:func:`untested`), or which of
+these names it lacks (:func:`missing`) when it cannot.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+#: torch versions (major.minor) on which this module's names are tested (CI pins the first).
+TESTED = ("2.13",)
+
+#: The private names that pricing an eager step uses, (module, attribute): cheap to import.
+COUNTING = (("torch.utils._python_dispatch", "TorchDispatchMode"),)
+#: The private names that tracing and compiling use (importing Inductor takes seconds).
+COMPILING = (
+    ("torch.fx.experimental.proxy_tensor", "make_fx"),
+    ("torch._inductor.decomposition", "select_decomp_table"),
+    ("torch._subclasses.fake_tensor", "FakeTensor"),
+    ("torch._subclasses.fake_tensor", "FakeTensorMode"),
+    ("torch.fx.experimental.symbolic_shapes", "ShapeEnv"),
+    ("torch._ops", "OpOverload"),
+    ("torch._inductor.compile_fx", "compile_fx_inner"),
+    ("torch._guards", "TracingContext"),
+    ("torch._guards", "tracing"),
+)
+
+
+def _version() -> str:
+    return ".".join(torch.__version__.split("+")[0].split(".")[:2])
+
+
+def untested() -> str:
+    """A note for ``stepping_note`` when this torch is not one of :data:`TESTED`, else ``""``."""
+    if _version() in TESTED:
+        return ""
+    return f"torch {torch.__version__} is untested for fusion (tested: {', '.join(TESTED)})"
+
+
+@functools.cache
+def missing(names: tuple[tuple[str, str], ...] = COMPILING) -> str:
+    """Which of ``names`` this torch lacks, as a ``stepping_note`` (``""`` when it has them all)."""
+    absent = []
+    for module, name in names:
+        try:
+            getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            absent.append(f"{module}.{name}")
+    if not absent:
+        return ""
+    return (f"fusion needs torch's private {', '.join(absent)}, absent in torch {torch.__version__} "
+            f"(tested: {', '.join(TESTED)})")
+
+
+def make_fx(fn: Callable[..., Any], inputs: list[torch.Tensor]) -> torch.fx.GraphModule:
+    """``fn`` traced on fake tensors into a graph of ATen operations (Inductor's decompositions)."""
+    from torch._inductor.decomposition import select_decomp_table
+    from torch.fx.experimental.proxy_tensor import make_fx as _make_fx
+
+    return _make_fx(fn, tracing_mode="fake", _allow_non_fake_inputs=True,
+                    decomposition_table=select_decomp_table())(*inputs)
+
+
+def fake_tensors(like: list[torch.Tensor]) -> list[torch.Tensor]:
+    """A distinct fake tensor for each of ``like`` (same shape, layout, dtype and device), all in the
+    fake mode of ``like``'s fakes, or a new one with static shapes. Distinct: make_fx traces inputs
+    that are the same tensor object as one input, which would tie together what a chunk's later steps
+    separate."""
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    mode = next((t.fake_mode for t in like if isinstance(t, FakeTensor)), None) or FakeTensorMode(
+        allow_fallback_kernels=True, allow_non_fake_inputs=True, shape_env=ShapeEnv(),
+        static_shapes=True)
+    with mode:
+        return [torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device) for t in like]
+
+
+def fake_constant(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``value`` as a fake tensor of ``like``'s fake mode (static shape)."""
+    return like.fake_mode.from_tensor(value, static_shapes=True)
+
+
+def mutates(target: Any) -> bool:
+    """Whether a graph node's target is an ATen operation that changes a tensor in place."""
+    return isinstance(target, torch._ops.OpOverload) and target._schema.is_mutable
+
+
+def compile_graph(gm: torch.fx.GraphModule, fakes: list[torch.Tensor]
+                  ) -> Callable[[list[torch.Tensor]], Any]:
+    """Inductor's compilation of an ATen graph (or its load from Inductor's on-disk FX-graph cache,
+    which needs the trace's fake mode in a tracing context, as Dynamo would give it)."""
+    from torch._inductor import compile_fx
+
+    with torch._guards.tracing(torch._guards.TracingContext(fakes[0].fake_mode)):
+        return compile_fx.compile_fx_inner(gm, fakes)
+
+
+def count_ops(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """``fn()`` and the number of ATen operations it dispatched (autograd's backward included)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with _Count() as counter:
+        out = fn()
+    return out, counter.n

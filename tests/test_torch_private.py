@@ -1,0 +1,44 @@
+"""The private torch API fusion uses lives in gamedyn/torch_private.py, which says when it is
+missing or untested instead of falling back silently."""
+
+from __future__ import annotations
+
+import torch
+
+from gamedyn import make_study, torch_private
+from gamedyn.batch import run_batch
+
+
+def test_this_torch_has_every_name_and_is_tested():
+    assert torch_private.missing() == ""
+    assert torch_private.missing(torch_private.COUNTING) == ""
+    assert torch_private.untested() == ""
+
+
+def test_a_missing_name_and_an_untested_version_are_named(monkeypatch):
+    note = torch_private.missing((("torch", "no_such_thing"), ("torch._ops", "OpOverload")))
+    assert note.startswith("fusion needs torch's private torch.no_such_thing, absent in torch ")
+    assert "OpOverload" not in note and torch.__version__ in note and "tested: 2.13" in note
+    monkeypatch.setattr(torch_private, "TESTED", ("1.0",))
+    assert torch_private.untested() == f"torch {torch.__version__} is untested for fusion (tested: 1.0)"
+
+
+def test_count_ops_counts_aten_operations_and_returns_the_result():
+    a, b = torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0])
+    out, n = torch_private.count_ops(lambda: (a + b) * b)
+    assert n == 2 and out.tolist() == [12.0, 24.0]
+    x = torch.tensor([2.0], requires_grad=True)  # forward mul, and autograd's backward mul
+    (g,), n = torch_private.count_ops(lambda: torch.autograd.grad((x * x).sum(), x))
+    assert g.item() == 4.0 and n >= 3
+
+
+def test_without_the_private_api_the_batch_steps_eagerly_and_says_why(monkeypatch):
+    study = make_study({"name": "t", "game": "bilinear", "rules": ["simultaneous"], "steps": 30,
+                        "record_every": 10, "optimizer": {"name": "sgd", "lr": 0.1}})
+    (batch,) = study.batches()
+    eager = run_batch(batch, study.thresholds, compile="off")
+    why = "fusion needs torch's private torch._inductor.compile_fx.compile_fx_inner, absent"
+    monkeypatch.setattr(torch_private, "missing", lambda names=None: "" if names else why)
+    runs = run_batch(batch, study.thresholds, compile="on").runs
+    assert (runs["stepping"] == "eager").all() and (runs["stepping_note"] == why).all()
+    assert runs["final_distance"].equals(eager.runs["final_distance"])
