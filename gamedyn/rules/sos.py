@@ -58,8 +58,8 @@ class SOS(Rule):
         negative = dot < 0
         ratio = -self.a * sq0 / torch.where(negative, dot, -torch.ones_like(dot))
         p1 = torch.where(negative, torch.clamp(ratio, max=1.0), torch.ones_like(dot))
-        norm = tree.norm(field)
-        p2 = torch.where(norm < self.b, norm ** 2, torch.ones_like(norm))
+        sq = tree.vdot(field, field)       # ‖ξ‖² (no square root: differentiable where ξ = 0)
+        p2 = torch.where(sq < self.b ** 2, sq, torch.ones_like(sq))
         p = torch.minimum(p1, p2)
         direction = tree.map(lambda x0, c: x0 - per_run(p * self.alpha, x0) * c, xi0, chi)
         params, opt = ctx.apply(direction, params, state["opt"])
