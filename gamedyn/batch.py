@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import diagnose, fuse, plugins, runaxis, stability
+from . import diagnose, fuse, lyapunov, plugins, runaxis, stability
 from .games import GAMES
 from .init import initial_params
 from .optim import OPTIMIZERS
@@ -112,11 +112,16 @@ def _run_batch(runs: list[Run], thresholds: dict[str, float] | None, device: str
                 if not recorder.alive():
                     break
     wall = time.perf_counter() - start
-    return _collect(runs, recorder, state["counts"], th, wall, recorder.steps[i], predicted, stepper)
+    lyap_cfg = lyapunov.setting(cfg.get("lyapunov"), game)
+    lyap = lyapunov.run_exponents(game, rule, optimizers, params, state, lyap_cfg,  # from the end
+                                  regularizer=regularizer)
+    return _collect(runs, recorder, state["counts"], th, wall, recorder.steps[i], predicted, stepper,
+                    None if lyap is None else (*(a[:len(runs)] for a in lyap), lyap_cfg["steps"]))
 
 
 def _collect(runs: list[Run], recorder: Recorder, counts: dict[str, torch.Tensor], th: dict[str, float],
-             wall: float, done: int, predicted: np.ndarray, stepper: fuse.Stepper) -> BatchResult:
+             wall: float, done: int, predicted: np.ndarray, stepper: fuse.Stepper,
+             lyap: tuple[np.ndarray, np.ndarray, int] | None = None) -> BatchResult:
     steps, values, n_valid = recorder.arrays()
     V = recorder.variables
     ncoord = len(recorder.coord_vars)
@@ -136,6 +141,10 @@ def _collect(runs: list[Run], recorder: Recorder, counts: dict[str, torch.Tensor
     for k, v in labels.items():
         rows[k] = v
     rows = rows.assign(**stability_columns(predicted, labels["growth_rate"], labels["dynamics"]))
+    start, last = diagnose.late_window(n_valid, th["late_fraction"])
+    rows = rows.assign(**diagnose.lyapunov_columns(
+        lyap and lyap[:2], labels["dynamics"], steps[last] - steps[start], th["growth_factor"],
+        lyap and lyap[2], labels["period"]))
     rows["stopped_step"] = stop_step
     rows["stop_reason"] = recorder.stop_reason
     rows["steps_done"] = done

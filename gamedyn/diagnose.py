@@ -29,9 +29,11 @@ without a known equilibrium, the norm of the gradient field: the distance to sta
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 #: The thresholds of the decision rule; a study sets any of them under ``diagnose:``.
 DEFAULTS: dict[str, float] = {
@@ -73,8 +75,7 @@ def diagnose(
     R, T = distance.shape
     steps = np.asarray(steps, dtype=float)
     t_idx = np.arange(T)
-    last = np.maximum(n_valid - 1, 0)
-    start = np.minimum(np.floor(last * (1.0 - th["late_fraction"])).astype(int), last)
+    start, last = late_window(n_valid, th["late_fraction"])
     window = (t_idx[None, :] >= start[:, None]) & (t_idx[None, :] <= last[:, None])
 
     rows = np.arange(R)
@@ -106,6 +107,75 @@ def diagnose(
         "amplitude": amplitude,
         "cycles": cycles,
     }
+
+
+def late_window(n_valid: np.ndarray, late_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The late window of each run [R] as record indices (first, last): the last ``late_fraction``
+    of its ``n_valid`` records."""
+    last = np.maximum(n_valid - 1, 0)
+    return np.minimum(np.floor(last * (1.0 - late_fraction)).astype(int), last), last
+
+
+def lyapunov_columns(lyap: tuple[np.ndarray, np.ndarray] | None, dynamics: np.ndarray,
+                     window: np.ndarray, growth_factor: float, horizon: int | None = None,
+                     period: np.ndarray | None = None) -> dict[str, Any]:
+    """The finite-time Lyapunov exponents of each run's end as evidence beside its label:
+    ``lyap`` = (λ ``[R, p]``, decreasing, and their standard errors ``[R, p]``;
+    :func:`gamedyn.lyapunov.exponents`, over ``horizon`` steps H), or None where not computed.
+    They are judged on the label's own scale: over the late window of ``window`` [R] steps W a small
+    perturbation changes by the factor exp(λ₁·W), as the distance does in rules 3–4 of the decision
+    rule. With τ = log(``growth_factor``)/W, λ₁ ≤ −τ says converged (perturbations die out: a
+    stable fixed point), λ₁ ≥ τ diverged (they grow: an unstable orbit, λ₁ = log ρ on a linear
+    map), and |λ₁| < τ neutral (a stable limit cycle, whose other exponents are negative, or a
+    neutral orbit). A label is *consistent* with the exponent when λ₁ ± 2 standard errors meets its
+    region, the neutral band (cycling, drifting) widened to |λ₁| < max(τ, log(``growth_factor``)/H):
+    on a nonlinear neutral orbit neighbouring orbits of different periods shear apart linearly in
+    time, so the finite-time λ₁ is positive, of order log(H)/H, and tends to 0 only slowly; growth
+    by less than the growth factor over the horizon is not told apart from that. Over less than a
+    period, λ₁ measures the local stretching of a piece of the orbit rather than its average: a
+    cycling run whose ``period`` [R] is not covered twice by the horizon gets no verdict (NA; a
+    study asks for a longer one with ``lyapunov: {steps: H}``).
+    Columns [R]:
+
+    - ``lyapunov_1`` and ``lyapunov_1_se``: λ₁ per step and its standard error (NaN where not
+      computed, or where the state was not finite);
+    - ``lyapunov``: the spectrum λ₁ ≥ … ≥ λ_p as JSON text where p > 1 (small games), else None;
+    - ``lyapunov_dynamics``: what λ₁ says (converged, diverged or neutral; None where NaN);
+    - ``lyapunov_agrees``: the label is consistent with the exponent: its region (neutral for
+      cycling and drifting) meets λ₁ ± 2 standard errors. NA where there is no exponent. Like
+      ``stability_agrees``, a disagreement is a run to look at (a transient not yet over, a label
+      near its threshold), not necessarily an error.
+    """
+    R = len(dynamics)
+    if lyap is None or lyap[0].shape[1] == 0:
+        return {"lyapunov_1": np.full(R, np.nan), "lyapunov_1_se": np.full(R, np.nan),
+                "lyapunov": np.full(R, None, dtype=object),
+                "lyapunov_dynamics": np.full(R, None, dtype=object),
+                "lyapunov_agrees": pd.array([None] * R, dtype="boolean")}
+    lam, se = lyap
+    lam1, se1 = lam[:, 0], np.nan_to_num(se[:, 0], nan=0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau = np.log(growth_factor) / window
+        band = np.maximum(tau, np.log(growth_factor) / (horizon or np.inf))
+        said = np.where(lam1 <= -tau, "converged",
+                        np.where(lam1 >= tau, "diverged", "neutral")).astype(object)
+        lo, hi = lam1 - 2 * se1, lam1 + 2 * se1
+        agrees = np.select([dynamics == "converged", dynamics == "diverged"],
+                           [lo <= -tau, hi >= tau], (hi > -band) & (lo < band))
+    known = ~np.isnan(lam1)
+    said[~known] = None
+    if period is not None:   # a cycle's exponent is evidence over two periods at least
+        short = (dynamics == "cycling") & ~(2 * period <= (horizon or np.inf))
+        known_verdict = known & ~short
+    else:
+        known_verdict = known
+    spectrum = np.full(R, None, dtype=object)
+    if lam.shape[1] > 1:
+        spectrum[:] = [json.dumps([float(v) for v in row]) if k else None
+                       for row, k in zip(lam, known)]
+    return {"lyapunov_1": lam1, "lyapunov_1_se": se[:, 0], "lyapunov": spectrum,
+            "lyapunov_dynamics": said,
+            "lyapunov_agrees": pd.array(np.where(known_verdict, agrees, None), dtype="boolean")}
 
 
 def masked_slope(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -208,15 +208,16 @@ def _radius_dense(J: Tensor) -> np.ndarray:
 class StepMap:
     """One step of ``rule`` as a map F of the flattened full state ``[R, n]``, with its base point.
 
-    ``x0`` is (``params``, default the game's equilibrium, with ``rule.init(ctx, params)``) flattened;
-    R is ``params``' run axis, else ``n_runs``, else inferred from the per-run hyperparameters.
+    ``x0`` is (``params``, default the game's equilibrium, with ``state``, default
+    ``rule.init(ctx, params)``) flattened; R is ``params``' run axis, else ``n_runs``, else inferred
+    from the per-run hyperparameters.
     ``ctx`` is a ``Context(game, optimizers, create_graph=True, regularizer=...)`` so that F is
     differentiable. ``layout.names()`` names the coordinates.
     """
 
     def __init__(self, game: Game, rule: Rule, optimizers: dict[str, Optimizer], *,
                  regularizer: Regularizer | None = None, params: Params | None = None,
-                 n_runs: int | None = None) -> None:
+                 n_runs: int | None = None, state: Any = None) -> None:
         if params is not None:
             R = tree.n_runs(params)
         else:
@@ -225,8 +226,9 @@ class StepMap:
         self.game, self.rule, self.n_runs = game, rule, R
         self.ctx = Context(game, optimizers, create_graph=True, regularizer=regularizer)
         self.rng = _analysis_rng(game)
-        with torch.enable_grad(), game.using(self.rng):
-            state = rule.init(self.ctx, params)
+        if state is None:
+            with torch.enable_grad(), game.using(self.rng):
+                state = rule.init(self.ctx, params)
         x0, self.layout = flatten_state({"params": params, "state": state}, R)
         self.x0 = x0.detach()
         self._graph: tuple[Tensor, Tensor] | None = None

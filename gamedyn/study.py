@@ -27,6 +27,8 @@ Keys::
     max_batch: 4096                     # most runs stepped together in one batch
     memory_budget: 2048                 # MiB one batch may use (or '512MiB', '2GiB'); fewer runs
                                         # per batch where max_batch would not fit (gamedyn.memory)
+    lyapunov: {every: 5, steps: 20}     # or off; Lyapunov exponents of each run's end (default: on
+                                        # for games of <= 100 parameters per run; gamedyn.lyapunov)
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from . import diagnose, expect, memory
+from . import diagnose, expect, lyapunov, memory
 from .component import Component, Registry
 from .errors import StudyError
 from .games import GAMES
@@ -73,6 +75,7 @@ KEYS = {
     "dtype": "float64 or float32",
     "max_batch": "an integer >= 1",
     "memory_budget": memory.ACCEPTED,
+    "lyapunov": lyapunov.ACCEPTED,
 }
 REQUIRED = ("name", "game", "rules", "optimizer", "steps")
 #: The runs table's configuration columns, as :func:`make_study` builds them: these names, and every
@@ -178,6 +181,8 @@ def make_study(spec: Any, source: str | None = None) -> Study:
     seeds = _seeds(spec.get("seeds", 1))
     diagnose.validate_thresholds(spec.get("diagnose", {}))
     expect.validate(spec.get("expect", []))
+    # the exponents' setting is part of a run's config (and id) only where the study gives one
+    lyap = {"lyapunov": lyapunov.validate(spec["lyapunov"])} if "lyapunov" in spec else {}
 
     plugins = tuple(resolve_plugins(spec["plugins"], Path(source).parent if source else None)
                     if "plugins" in spec else ())
@@ -206,7 +211,7 @@ def make_study(spec: Any, source: str | None = None) -> Study:
     for (gcfg, gcols), (rcfg, rcols), (regcfg, regcols), (ocfg, ocols), (icfg, icols, _), seed in \
             itertools.product(games, rules, regularizers, optimizers, inits, seeds):
         config = {"game": gcfg, "rule": rcfg, "regularizer": regcfg, "optimizer": ocfg,
-                  "init": icfg, "seed": seed, **common}
+                  "init": icfg, "seed": seed, **common, **lyap}
         columns = {
             "study": name, "game": gcfg["name"], "rule": rcfg["name"],
             "regularizer": regcfg["name"], "seed": seed,
