@@ -363,7 +363,7 @@ def test_a_run_alone_equals_the_same_run_in_a_batch_on_the_ipd(rule):
     rule_cfg = {"name": rule, "alpha": [1.0, 0.5]} if rule != "lss" else \
         {"name": rule, "damping": [1e-6, 1e-3]}
     study = make_study({"name": "ipd", "game": "ipd", "rules": [rule_cfg],
-                        "optimizer": {"name": "sgd", "lr": [1.0, 0.3]}, "seeds": 2, "steps": 5,
+                        "optimizer": {"name": "sgd", "lr": [1.0, 0.3]}, "seeds": 2, "steps": 3,
                         "record_every": 1})
     (batch,) = study.batches()
     assert len(batch) == 8

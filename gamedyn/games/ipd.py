@@ -36,7 +36,9 @@ def solve_row(p: list[Tensor], a: list[list[Tensor]]) -> list[Tensor]:
 
 @GAMES.register("ipd")
 class IPD(Game):
-    """The iterated prisoner's dilemma with discount γ (Foerster, Chen, Al-Shedivat, Whiteson,
+    """The iterated prisoner's dilemma: 5 logits per player, exact discounted loss −p(I − γP)⁻¹r.
+
+    With discount γ (Foerster, Chen, Al-Shedivat, Whiteson,
     Abbeel & Mordatch 2018, "Learning with Opponent-Learning Awareness", arXiv 1709.04326, §4.1;
     as in the notebook of Letcher et al. 2019, arXiv 1811.08469).
 

@@ -9,7 +9,9 @@ from .base import GAMES, Game, Params, Tensor
 
 @GAMES.register("matching_pennies")
 class MatchingPennies(Game):
-    """Matching pennies, as in the notebook of Letcher et al. (2019, arXiv 1811.08469).
+    """Matching pennies with mixed strategies σ(θ), zero-sum; mixed equilibrium at logits (0, 0).
+
+    As in the notebook of Letcher et al. (2019, arXiv 1811.08469).
 
     Each player i plays heads with probability pᵢ = σ(θᵢ) (one logit each). With the payoff matrix
     M = [[1, −1], [−1, 1]] as player 1's *loss* and −M as player 2's (zero-sum)::

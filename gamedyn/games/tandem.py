@@ -7,7 +7,9 @@ from .base import GAMES, Game, Params, Tensor
 
 @GAMES.register("tandem")
 class Tandem(Game):
-    """Tandem (Letcher, Foerster, Balduzzi, Rocktäschel & Whiteson 2019, "Stable
+    """Tandem: L₁ = (x + y)² − 2x, L₂ = (x + y)² − 2y, a line of fixed points x + y = 1.
+
+    Letcher, Foerster, Balduzzi, Rocktäschel & Whiteson 2019, "Stable
     Opponent Shaping in Differentiable Games", ICLR 2019, arXiv 1811.08469, §5)::
 
         L₁(x, y) = (x + y)² − 2x,    L₂(x, y) = (x + y)² − 2y

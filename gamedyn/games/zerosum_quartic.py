@@ -7,7 +7,9 @@ from .base import GAMES, Game, Params, Tensor
 
 @GAMES.register("zerosum_quartic")
 class ZerosumQuartic(Game):
-    """Letcher 2021, "On the Impossibility of Global Convergence in Multi-Loss Optimization"
+    """L = xy − x²/2 + y²/2 + x⁴/4 − y⁴/4, zero-sum: its only critical point repels.
+
+    Letcher 2021, "On the Impossibility of Global Convergence in Multi-Loss Optimization"
     (ICLR 2021, arXiv 2005.12649)::
 
         L(x, y) = xy − x²/2 + y²/2 + x⁴/4 − y⁴/4,    L₁ = L (x, ``gen``),  L₂ = −L (y, ``disc``)

@@ -12,7 +12,9 @@ from .shaping import ALPHA, SameSamples, field_of, lookahead_term, pairs, shapin
 
 @RULES.register("lola")
 class LOLA(Rule):
-    """Exact LOLA (Foerster, Chen, Al-Shedivat, Whiteson, Abbeel & Mordatch 2018, "Learning with
+    """Exact LOLA: ξ − αH_oξ − αχ, differentiating through the opponents' step (arXiv 1709.04326).
+
+    Exact LOLA (Foerster, Chen, Al-Shedivat, Whiteson, Abbeel & Mordatch 2018, "Learning with
     Opponent-Learning Awareness", AAMAS 2018, arXiv 1709.04326), in the form of Letcher et al. 2019
     (arXiv 1811.08469, §3), which we follow: "exact" means exact gradients and Hessian-vector
     products of the losses (no policy-gradient estimates).

@@ -12,7 +12,9 @@ from .shaping import ALPHA, SameSamples, lookahead_term, pairs
 
 @RULES.register("lookahead_opponent")
 class LookAheadOpponent(Rule):
-    """LookAhead (Zhang & Lesser 2010, "Multi-agent learning with policy prediction", AAAI 2010),
+    """LookAhead: ξ − αH_oξ, the gradient at the opponents' predicted step (Zhang & Lesser 2010).
+
+    LookAhead (Zhang & Lesser 2010, "Multi-agent learning with policy prediction", AAAI 2010),
     in the form of Letcher et al. 2019 (arXiv 1811.08469, §3, "LA").
 
     Each player i differentiates its loss at the point its opponents are predicted to reach after

@@ -15,7 +15,9 @@ from .shaping import SameSamples
 
 @RULES.register("lss")
 class LSS(Rule):
-    """Local symplectic surgery (Mazumdar, Jordan & Sastry 2019, "On Finding Local Nash Equilibria
+    """Local symplectic surgery: ½(I + HᵀH⁻¹)ξ, solved matrix-free by CG (arXiv 1901.00838).
+
+    Local symplectic surgery (Mazumdar, Jordan & Sastry 2019, "On Finding Local Nash Equilibria
     (and Only Local Nash Equilibria) in Zero-Sum Games", arXiv 1901.00838), in the form of
     Letcher 2021 (arXiv 2005.12649) and Letcher et al. 2019's notation::
 

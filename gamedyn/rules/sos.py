@@ -15,7 +15,9 @@ from .shaping import ALPHA, SameSamples, field_of, lookahead_term, pairs, shapin
 
 @RULES.register("sos")
 class SOS(Rule):
-    """Stable Opponent Shaping (Letcher, Foerster, Balduzzi, Rocktäschel & Whiteson 2019, ICLR 2019,
+    """Stable opponent shaping: LookAhead plus LOLA's term scaled by p (arXiv 1811.08469).
+
+    Stable Opponent Shaping (Letcher, Foerster, Balduzzi, Rocktäschel & Whiteson 2019, ICLR 2019,
     arXiv 1811.08469, Algorithm 1).
 
     With ξ₀ = ξ − αH_oξ (LookAhead) and χ LOLA's shaping term (:mod:`gamedyn.rules.shaping`), per
