@@ -18,6 +18,7 @@ from .random import Streams
 from .record import Recorder
 from .regularizers import REGULARIZERS
 from .rules import RULES, Context
+from .rules.context import FieldMemo
 from .study import Run
 
 #: Records between checks for runs that all stopped (the batch then ends early).
@@ -95,9 +96,10 @@ def _run_batch(runs: list[Run], thresholds: dict[str, float] | None, device: str
     params = initial_params(game, [c["init"] for c in configs], seeds)
     predicted = stability.predict(game, rule, optimizers, regularizer=regularizer,
                                   n_runs=len(configs))[:len(runs)]
-    ctx = Context(game, optimizers, regularizer=regularizer)
+    memo = None if regularizer.changes_losses else FieldMemo()  # a record's field, for the next step
+    ctx = Context(game, optimizers, regularizer=regularizer, memo=memo)
     recorder = Recorder(game, len(configs), cfg["steps"], cfg["record_every"], th["blowup"],
-                        keep=len(runs))
+                        keep=len(runs), memo=memo)
     stepper = fuse.Stepper(rule, ctx, recorder, compile, cfg["steps"], cfg["record_every"])
 
     start = time.perf_counter()

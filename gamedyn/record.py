@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .games.base import Game, Params
-from .rules.context import Context
+from .rules.context import Context, FieldMemo
 
 #: A player with at most this many coordinates per run has each one recorded; a larger one, its norms.
 MAX_COORDS = 16
@@ -36,11 +36,12 @@ class Recorder:
     """
 
     def __init__(self, game: Game, n_runs: int, steps: int, record_every: int, blowup: float,
-                 keep: int | None = None):
+                 keep: int | None = None, memo: FieldMemo | None = None):
         """``n_runs`` is the run axis of the tensors it sees; only the first ``keep`` runs (default:
-        all) are stored and judged (the rest pad the run axis, :mod:`gamedyn.runaxis`)."""
-        self.game = game
-        self.ctx = Context(game, {})  # its own counters: recording is not charged to the rule
+        all) are stored and judged (the rest pad the run axis, :mod:`gamedyn.runaxis`). The field
+        of each eager record goes to ``memo``, for the rule's next step (:class:`FieldMemo`)."""
+        self.game, self.memo = game, memo
+        self.ctx = Context(game, {})  # recording is not charged to the rule's counters
         self.rng = game.rng.fork(1) if game.rng is not None else None  # apart from training noise
         self.eq = game.equilibrium()
         self.steps = sorted(set(range(0, steps + 1, record_every)) | {steps})
@@ -72,8 +73,10 @@ class Recorder:
                 cols[key] = flat if self._small[player] else flat.norm(dim=1)
         with torch.enable_grad(), self.game.using(self.rng):
             detached = {pl: {k: v.detach() for k, v in named.items()} for pl, named in params.items()}
-            losses = self.game.losses(detached)
-            grads = self.ctx.grad(params)
+            drawn = self.rng.counter if self.rng is not None else None
+            losses, grads = self.ctx.losses_and_grad(params)
+            if self.memo is not None and (self.rng is None or self.rng.counter == drawn):
+                self.memo.put(params, grads)  # the game drew nothing: the rule's own field
             metrics = self.game.metrics(detached)
         for p in params:
             cols[f"loss.{p}"] = losses[p].detach()

@@ -26,6 +26,8 @@ class Regularizer(Component):
 
     needs_samples: ClassVar[bool] = False
     needs_disc: ClassVar[bool] = True
+    #: whether :meth:`losses` differs from the game's (a penalty); False for one that only projects
+    changes_losses: ClassVar[bool] = True
 
     def losses(self, game: Game, params: Params) -> dict[str, Tensor]:
         base = game.losses(params)
@@ -45,6 +47,7 @@ class NoRegularizer(Regularizer):
 
     params = {}
     needs_disc = False
+    changes_losses = False
 
 
 def n_runs(params: Params) -> int:

@@ -15,6 +15,7 @@ class Clip(Regularizer):
     every discriminator parameter is clamped to [−c, c]. On the Dirac-GAN: ψ ∈ [−c, c]."""
 
     params = {"c": Param(float, 0.01, "clipping bound c", low=0.0, low_open=True, per_run=True)}
+    changes_losses = False
 
     def project(self, player, params):
         if player != "disc":

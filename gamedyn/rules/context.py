@@ -15,6 +15,39 @@ from ..regularizers.base import Regularizer
 Tensor = torch.Tensor
 
 
+class FieldMemo:
+    """The last field evaluated at a point, shared by the recorder and the rule's context: stepping
+    eagerly with a record after every step, the record's field at z_t is the one the next step
+    evaluates first (simultaneous play, extragradient's extrapolation, …), so it is computed once.
+
+    A hit needs the very same tensors (``is``, and unchanged ``_version``), held by the memo so that
+    they cannot be freed and their addresses reused. Only the batch may share one, and only where
+    both contexts evaluate the same losses bit for bit: no regularizer that changes them, a game
+    that did not draw random numbers for it (the recorder draws from a stream of its own), and never
+    with ``create_graph`` or on traced (fake) tensors.
+    """
+
+    def __init__(self) -> None:
+        self._at: list[Tensor] = []
+        self._field: Params = {}
+
+    @staticmethod
+    def _plain(leaves: list[Tensor]) -> bool:
+        return all(type(t) is torch.Tensor for t in leaves)
+
+    def get(self, params: Params, players: tuple[str, ...]) -> Params | None:
+        leaves = tree.leaves(params)
+        if (len(leaves) == len(self._at) and set(players) <= set(self._field)
+                and all(a is b and a._version == v for a, (b, v) in zip(leaves, self._at))):
+            return {p: self._field[p] for p in players}
+        return None
+
+    def put(self, params: Params, field: Params) -> None:
+        leaves = tree.leaves(params)
+        if self._plain(leaves):
+            self._at, self._field = [(t, t._version) for t in leaves], field
+
+
 class Context:
     """The game and the players' optimizers, handed to a rule's ``init``/``step``.
 
@@ -31,9 +64,10 @@ class Context:
     """
 
     def __init__(self, game: Game, optimizers: dict[str, Optimizer], create_graph: bool = False,
-                 regularizer: Regularizer | None = None):
+                 regularizer: Regularizer | None = None, memo: FieldMemo | None = None):
         self.game, self.optimizers, self.create_graph = game, optimizers, create_graph
         self.regularizer = regularizer
+        self.memo = None if create_graph else memo  # see FieldMemo
 
     def with_graph(self, create_graph: bool = True) -> Context:
         """The same context with ``create_graph`` set (default True: gradients it returns can be
@@ -42,7 +76,7 @@ class Context:
         if create_graph == self.create_graph:
             return self
         return Context(self.game, self.optimizers, create_graph=create_graph,
-                       regularizer=self.regularizer)
+                       regularizer=self.regularizer)  # (no memo: see FieldMemo)
 
     def losses(self, params: Params) -> dict[str, Tensor]:
         """Each player's loss (shape ``[R]``) as the rule sees it. Rules call this, never
@@ -61,12 +95,20 @@ class Context:
         return {pl: {k: v.detach().requires_grad_() for k, v in named.items()}
                 for pl, named in params.items()}
 
-    @torch.enable_grad()
     def grad(self, params: Params, players: Iterable[str] | None = None) -> Params:
         """Each listed player's gradient of its own loss w.r.t. its own parameters (default: all).
 
         One call is one *gradient evaluation* of the field (however many players it covers).
         """
+        players = tuple(players or self.game.players)
+        if self.memo is not None and (hit := self.memo.get(params, players)) is not None:
+            return hit
+        return self.losses_and_grad(params, players)[1]
+
+    @torch.enable_grad()
+    def losses_and_grad(self, params: Params, players: Iterable[str] | None = None
+                        ) -> tuple[dict[str, Tensor], Params]:
+        """:meth:`grad`, with the players' losses (detached) of the same evaluation."""
         players = tuple(players or self.game.players)
         leaves = self._leaves(params)
         losses = self.losses(leaves)
@@ -79,7 +121,7 @@ class Context:
                 retain_graph=self.create_graph or i < len(players) - 1,
             )
             out[player] = dict(zip(names, gs))
-        return out
+        return {p: v.detach() for p, v in losses.items()}, out
 
     @torch.enable_grad()
     def loss_grads(self, params: Params) -> dict[str, Params]:
