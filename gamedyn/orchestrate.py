@@ -42,10 +42,11 @@ from joblib import Parallel, delayed, parallel_config
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from tqdm import tqdm
 
-from . import fuse, plugins
+from . import fuse, plugins, runaxis
 from .batch import BatchResult, batch_id, run_batch
 from .errors import StudyError
 from .results import FAILURE_COLUMNS, Results, ResultsFolder, load
+from .rules import RULES
 from .study import Run, Study
 
 BACKENDS = ("loky", "dask")
@@ -115,7 +116,7 @@ def run_study(study: Study, out: str | Path = "results", jobs: int = 1, fresh: b
     with folder.locked():
         folder.claim(study.hash, study.spec, source, fresh)
         ids = [batch_id(b) for b in batches]
-        todo = [b for b, i in zip(batches, ids) if not folder.has(i)]
+        todo = sorted((b for b, i in zip(batches, ids) if not folder.has(i)), key=_work, reverse=True)
         n_todo = sum(map(len, todo))
         with _progress(study, len(study.runs) - n_todo, progress) as bar:
             failed = _execute_all(study, todo, folder, bar, progress, backend, scheduler, jobs,
@@ -129,6 +130,15 @@ def run_study(study: Study, out: str | Path = "results", jobs: int = 1, fresh: b
                         batches=len(batches), backend=backend,
                         elapsed=time.perf_counter() - start)
     return results
+
+
+def _work(batch: list[Run]) -> float:
+    """A batch's rough cost (padded runs × steps × the rule's evaluations per step): the longest
+    batches start first, so that no worker idles at the end while one runs a long batch alone. The
+    order changes neither the results nor the tables (assembled in study order)."""
+    cfg = batch[0].config
+    return (runaxis.padded_size(len(batch)) * cfg["steps"]
+            * RULES.get(cfg["rule"]["name"]).work(cfg["rule"]))
 
 
 def _execute_all(study: Study, todo: list[list[Run]], folder: ResultsFolder, bar: tqdm,

@@ -21,6 +21,10 @@ class Alternating(Rule):
     one-player game, that player's updates only).
     """
 
+    @classmethod
+    def work(cls, config):
+        return config["gen_steps"] + config["disc_steps"]
+
     params = {
         "first": Param(str, "disc", "which player moves first in a round", choices=("gen", "disc")),
         "gen_steps": Param(int, 1, "generator updates per round", low=1),

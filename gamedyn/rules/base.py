@@ -97,10 +97,20 @@ class Rule(Component):
     scheduled updates). ``steps`` in a study counts these.
     """
 
+    #: Roughly the field evaluations and Hessian-vector products of one step (the config's inner
+    #: loops at their bounds count half): only to start a study's longest batches first
+    #: (:meth:`work`).
+    evaluations: ClassVar[float] = 1.0
     #: The players the rule's scheme needs (empty: any game).
     needs: ClassVar[tuple[str, ...]] = ()
     #: The registered rule that steps a game lacking one of ``needs`` (None: such a game is an error).
     fallback: ClassVar[str | None] = None
+
+    @classmethod
+    def work(cls, config: dict[str, Any]) -> float:
+        """Roughly the evaluations of one step under ``config`` (the rule's resolved parameters),
+        for scheduling only: :data:`evaluations`, unless a rule's inner loops scale it."""
+        return cls.evaluations
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -50,6 +50,10 @@ class BestResponse(Rule):
     simultaneous play (gradient descent of the one player).
     """
 
+    @classmethod
+    def work(cls, config):
+        return 1 + config["max_inner"] / 2
+
     params = {
         "tol": Param(float, 1e-4, "the inner loop stops when ‖∇_disc L_disc‖ ≤ tol", low=0.0,
                      per_run=True),

@@ -263,6 +263,10 @@ class CGD(Rule):
     1/√(1 + η²) < 1: CGD converges for every η, where simultaneous play spirals out.
     """
 
+    @classmethod
+    def work(cls, config):
+        return 2.0 + config["max_iter"]  # two Hessian-vector products per CG iteration, half of them
+
     params = {
         "eta": Param(float, 0.0, "η of the local game; 0: each player's optimizer learning rate",
                      low=0.0, per_run=True),

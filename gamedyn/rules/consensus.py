@@ -33,6 +33,7 @@ class Consensus(Rule):
     Cost: 1 gradient evaluation and 1 Hessian-vector product (Jᵀξ) per step.
     """
 
+    evaluations = 2.0
     params = {
         "gamma": Param(float, 1.0, "weight γ of ∇(½‖ξ‖²)", low=0.0, per_run=True),
     }

@@ -30,6 +30,7 @@ class Extragradient(Rule):
     Cost: 2 gradient evaluations per step, no Hessian-vector products.
     """
 
+    evaluations = 2.0
     params = {}
 
     def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:

@@ -42,6 +42,7 @@ class SGA(Rule):
     Cost: 1 gradient evaluation and 2 Hessian-vector products (Hᵀξ, Hξ) per step.
     """
 
+    evaluations = 3.0
     params = {
         "lam": Param(float, 1.0, "magnitude of λ", low=0.0, per_run=True),
         "align": Param(bool, True, "choose the sign of λ by the alignment criterion"),

@@ -52,6 +52,10 @@ class Unrolled(Rule):
     ∂²L_disc/∂θ_D∂(θ_G, θ_D)); k = 0: 1 gradient evaluation.
     """
 
+    @classmethod
+    def work(cls, config):
+        return 2.0 * (config["k"] + 1)
+
     params = {
         "k": Param(int, 5, "look-ahead (unrolling) steps of the discriminator; 0: simultaneous play",
                    low=0),
