@@ -25,48 +25,74 @@ def hue_column(runs) -> str | None:
     return None
 
 
+#: Most runs drawn per panel (an even sample in study order; the panel says "n of N runs shown").
+MAX_SHOWN = 40
+
+
+def shown(run_ids: list[str], most: int | None = None) -> list[str]:
+    """An even, deterministic sample of at most ``most`` (default :data:`MAX_SHOWN`) of
+    ``run_ids`` (all of them if fewer)."""
+    most = MAX_SHOWN if most is None else most
+    if len(run_ids) <= most:
+        return list(run_ids)
+    return [run_ids[i] for i in np.linspace(0, len(run_ids) - 1, most).round().astype(int)]
+
+
 @FIGURES.register("phase_plane")
 def phase_plane(results: Results, path: str | Path, zoom: float = 4.0) -> Path:
     """Trajectories in the (gen, disc) phase plane: one row per game, one column per rule, coloured
     by learning rate, the equilibrium marked with a star. Each panel shows ``zoom`` × the initial
-    distance around the equilibrium (runs that leave it are clipped; their label says diverged)."""
-    import seaborn as sns
+    distance around the equilibrium (runs that leave it are clipped; their label says diverged),
+    and at most :data:`MAX_SHOWN` of its runs (it says how many of how many). Only those runs'
+    phase coordinates and distance are read from the trajectories table."""
+    from matplotlib import colormaps
+    from matplotlib.collections import LineCollection
 
     plt = pyplot()
-    runs, traj = results.runs, results.trajectories
+    runs = results.runs
     games = list(dict.fromkeys(runs["game_label"]))
     rules = list(dict.fromkeys(runs["rule_label"]))
     hue = hue_column(runs)
     fig, axes = plt.subplots(len(games), len(rules), figsize=(3.2 * len(rules), 3.0 * len(games)),
                              squeeze=False, constrained_layout=True)
     lrs = sorted(runs[hue].dropna().unique()) if hue else []
-    palette = dict(zip(lrs, sns.color_palette("viridis", len(lrs))))
+    cmap = colormaps["viridis"]
+    palette = {lr: cmap(i / max(len(lrs) - 1, 1)) for i, lr in enumerate(lrs)}
     for i, game in enumerate(games):
         grun = runs[runs["game_label"] == game]
-        names = list(traj.loc[traj["run_id"].isin(grun["run_id"]), "variable"].unique())
-        pv = _phase_vars(names)
+        first = results.trajectories_for(grun["run_id"].iloc[:1], steps=[0])
+        pv = _phase_vars(list(first["variable"].astype(str)))
         if pv is None:
             continue
-        wide = results.wide([*pv, "distance"])
-        wide = wide[wide["game_label"] == game]
+        panels = {rule: shown(list(grun.loc[grun["rule_label"] == rule, "run_id"])) for rule in rules}
+        t = results.trajectories_for([r for ids in panels.values() for r in ids],
+                                     variables=[*pv, "distance"])
+        wide = t.pivot_table(index=["run_id", "step"], columns="variable", values="value",
+                             observed=True).reset_index()
+        wide["run_id"] = wide["run_id"].astype(str)
         d0 = wide.loc[wide["step"] == 0, "distance"].max() if "distance" in wide else 1.0
         lim = zoom * (d0 if np.isfinite(d0) and d0 > 0 else 1.0)
+        lr_of = dict(zip(grun["run_id"], grun[hue])) if hue else {}
+        by_run = {rid: g for rid, g in wide.groupby("run_id", sort=False)}
         for j, rule in enumerate(rules):
             ax = axes[i, j]
-            sub = wide[wide["rule_label"] == rule]
-            for _, run in sub.groupby("run_id", sort=False):
-                colour = palette.get(run[hue].iloc[0]) if hue else None
-                ax.plot(run[pv[0]], run[pv[1]], lw=0.9, color=colour, alpha=0.85)
-                ax.plot(run[pv[0]].iloc[0], run[pv[1]].iloc[0], "o", ms=3, color="0.3")
+            ids = [r for r in panels[rule] if r in by_run]
+            lines = [by_run[r][[pv[0], pv[1]]].to_numpy() for r in ids]
+            colours = [palette.get(lr_of.get(r), "C0") for r in ids]
+            ax.add_collection(LineCollection(lines, colors=colours, linewidths=0.9, alpha=0.85))
+            if lines:
+                starts = np.array([line[0] for line in lines])
+                ax.plot(starts[:, 0], starts[:, 1], "o", ms=3, color="0.3", ls="")
             ax.plot(0, 0, "*", ms=12, color="crimson", zorder=5)
             ax.set_xlim(-lim, lim)
             ax.set_ylim(-lim, lim)
             ax.set_aspect("equal")
             ax.axhline(0, color="0.85", lw=0.5, zorder=0)
             ax.axvline(0, color="0.85", lw=0.5, zorder=0)
-            counts = runs.loc[(runs["game_label"] == game) & (runs["rule_label"] == rule), "dynamics"]
+            counts = grun.loc[grun["rule_label"] == rule, "dynamics"]
             summary = ", ".join(f"{n} {k}" for k, n in counts.value_counts().items())
-            ax.set_title(f"{game} · {rule}\n{summary}", fontsize=8)
+            sample = f"\n{len(ids)} of {len(counts)} runs shown" if len(ids) < len(counts) else ""
+            ax.set_title(f"{game} · {rule}\n{summary}{sample}", fontsize=8)
             ax.set_xlabel(pv[0], fontsize=8)
             ax.set_ylabel(pv[1], fontsize=8)
             ax.tick_params(labelsize=7)
