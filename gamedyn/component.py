@@ -18,7 +18,8 @@ import torch
 
 from .errors import StudyError
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+               dict: "a mapping", object: "a value"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +124,11 @@ class Component:
     def structural(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         """The parameters that must agree for runs to share a batch."""
         return {k: v for k, v in config.items() if k not in cls.params or not cls.params[k].per_run}
+
+    @classmethod
+    def label_value(cls, key: str, value: Any) -> str:
+        """How a parameter's value reads in the component's label (``alternating(disc_steps=5)``)."""
+        return str(value)
 
     @classmethod
     def describe(cls) -> str:

@@ -42,7 +42,9 @@ expectation; every sample is weighted by |f′(a)|: D, 1 − D or e^{a} = D/(1 �
 The GAN objectives
 ------------------
 :func:`gan_losses` gives both players' losses for the ``gan``, ``nsgan`` and ``wgan`` objectives
-from the discriminator's logits (the Dirac-GAN and the mixture games call it). Every log σ and
+from the discriminator's logits (the Dirac-GAN and the mixture games call it), and for the hinge and
+relativistic pairing losses (the ``module_gan`` game; :data:`NAMED_LOSSES` names every loss by its
+generator cost). Every log σ and
 softplus here is :func:`log_sigmoid`, whose first and second derivatives are exact at any logit
 (torch's softplus is the identity past 20, with derivative 1 instead of σ).
 
@@ -174,18 +176,31 @@ def generator_cost(name: str) -> GeneratorCost:
 
 # --- the GAN objectives -------------------------------------------------------------------------
 
-#: The objectives of :func:`gan_losses`.
+#: The objectives of :func:`gan_losses` that the toy games accept (their analyses assume these).
 GAN_LOSSES: tuple[str, ...] = ("gan", "nsgan", "wgan")
+#: Every objective of :func:`gan_losses`: :data:`GAN_LOSSES`, the hinge loss and the relativistic
+#: pairing loss (for discriminators of any architecture, e.g. the ``module_gan`` game).
+OBJECTIVES: tuple[str, ...] = (*GAN_LOSSES, "hinge", "relativistic")
+#: A GAN's loss named as a user names it (``module_gan``'s ``loss:``): (objective, generator cost)
+#: for :func:`gan_losses`. The paper's three generator costs play against the discriminator of V.
+NAMED_LOSSES: dict[str, tuple[str, str]] = {
+    "minimax": ("gan", "minimax"),
+    "non_saturating": ("gan", "non_saturating"),
+    "maximum_likelihood": ("gan", "maximum_likelihood"),
+    "wgan": ("wgan", "auto"),
+    "hinge": ("hinge", "auto"),
+    "relativistic": ("relativistic", "auto"),
+}
 
 
 def resolved_cost(loss: str, gen_cost: str = "auto") -> str | None:
     """The generator cost a ``loss`` plays with: ``gen_cost``, or for ``auto`` ``minimax`` (gan),
     ``non_saturating`` (nsgan) or None (wgan: the critic gives no probability)."""
-    if loss not in GAN_LOSSES:
-        raise ValueError(f"unknown GAN loss {loss!r}; accepted: {', '.join(GAN_LOSSES)}")
+    if loss not in OBJECTIVES:
+        raise ValueError(f"unknown GAN loss {loss!r}; accepted: {', '.join(OBJECTIVES)}")
     if gen_cost != "auto":
         return gen_cost
-    return {"gan": "minimax", "nsgan": "non_saturating", "wgan": None}[loss]
+    return {"gan": "minimax", "nsgan": "non_saturating"}.get(loss)
 
 
 def gan_losses(loss: str, a_real: Tensor, w_real: Tensor, a_fake: Tensor, w_fake: Tensor,
@@ -205,12 +220,29 @@ def gan_losses(loss: str, a_real: Tensor, w_real: Tensor, a_fake: Tensor, w_fake
     - ``wgan`` (Arjovsky, Chintala & Bottou 2017, arXiv 1701.07875, eq. 3): a is the critic's value,
       V = E_{p_d} a − E_{p_g} a; the critic's loss is −V, the generator's V. ``gen_cost`` must be
       ``auto``.
+    - ``hinge`` (Lim & Ye 2017, arXiv 1705.02894; Miyato et al. 2018, arXiv 1802.05957, eq. 17):
+      the discriminator's loss E_{p_d} max(0, 1 − a) + E_{p_g} max(0, 1 + a), the generator's
+      −E_{p_g} a.
+    - ``relativistic``: the relativistic pairing loss (RpGAN: Jolicoeur-Martineau 2018,
+      arXiv 1807.00734; the loss of R3GAN, Huang et al. 2024, arXiv 2501.05441, eq. 1), which pairs
+      the i-th real and generated samples (equal counts required): the discriminator's loss
+      Σ_i w_i ζ(−(a(x_i) − a(G(z_i)))), the generator's Σ_i w_i ζ(−(a(G(z_i)) − a(x_i))), with the
+      real samples' weights w. R3GAN trains it with R1 + R2 (regularizers ``r1`` and ``r2``).
 
     Every log σ and ζ has exact derivatives of first and second order at any logit
     (:func:`log_sigmoid`)."""
     if loss == "wgan":
         v = (w_real * a_real).sum(-1) - (w_fake * a_fake).sum(-1)
         return {"gen": v, "disc": -v}
+    if loss == "hinge":
+        disc = (w_real * torch.relu(1.0 - a_real)).sum(-1) + (w_fake * torch.relu(1.0 + a_fake)).sum(-1)
+        return {"gen": -(w_fake * a_fake).sum(-1), "disc": disc}
+    if loss == "relativistic":
+        if a_real.shape != a_fake.shape:
+            raise ValueError(f"the relativistic loss pairs real and generated samples: got "
+                             f"{a_real.shape[-1]} real and {a_fake.shape[-1]} generated")
+        gap = a_real - a_fake
+        return {"gen": (w_real * zeta(gap)).sum(-1), "disc": (w_real * zeta(-gap)).sum(-1)}
     v = value(a_real, w_real, a_fake, w_fake)
     cost = resolved_cost(loss, gen_cost)
     gen = v if cost == "minimax" else (w_fake * generator_cost(cost).f(a_fake)).sum(-1)

@@ -52,6 +52,7 @@ from .errors import StudyError
 from .games import GAMES
 from .optim import OPTIMIZERS
 from .plugins import resolve as resolve_plugins
+from .plugins import study_dir
 from .regularizers import REGULARIZERS
 from .rules import RULES
 
@@ -193,7 +194,10 @@ def make_study(spec: Any, source: str | None = None) -> Study:
 
     for i, fig in enumerate(figures):
         FIGURES.get(fig, f"figures[{i}]")
-    games = _alternatives(GAMES, spec["game"], "game", allow_single=True)
+    with study_dir(Path(source).parent if source else None):  # files a game names are relative to it
+        games = _alternatives(GAMES, spec["game"], "game", allow_single=True)
+    plugins += tuple(dict.fromkeys(  # a game's own module files travel as plugins do
+        f for gcfg, _ in games for f in GAMES.get(gcfg["name"]).plugin_files(gcfg) if f not in plugins))
     regularizers = _alternatives(REGULARIZERS, spec.get("regularizer", "none"), "regularizer",
                                  allow_single=True)
     rules = _alternatives(RULES, spec["rules"], "rules", allow_single=False)
@@ -506,7 +510,8 @@ def _float64():
 def _label(registry: Registry, config: dict[str, Any]) -> str:
     """``name`` plus the parameters that differ from their defaults, e.g. ``alternating(disc_steps=5)``."""
     cls = registry.get(config["name"])
-    diff = [f"{k}={v}" for k, v in config.items() if k != "name" and v != cls.params[k].default]
+    diff = [f"{k}={cls.label_value(k, v)}" for k, v in config.items()
+            if k != "name" and v != cls.params[k].default]
     return f"{config['name']}({', '.join(diff)})" if diff else config["name"]
 
 

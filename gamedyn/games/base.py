@@ -58,6 +58,13 @@ class Game(Component):
         (orthogonal with gain, …); explicit values in ``init:`` still replace a parameter."""
         return None
 
+    @classmethod
+    def plugin_files(cls, config: dict) -> tuple[str, ...]:
+        """Python files (absolute paths) that a resolved configuration of this game imports, e.g.
+        the user's network modules: they travel with the study's ``plugins:`` to every worker.
+        Default: none."""
+        return ()
+
     def metrics(self, params: Params) -> dict[str, Tensor]:
         """Extra per-run quantities [R] to record along the trajectory (fit to the data, gradient
         diagnostics…), named as trajectory variables. Evaluated at record steps only, with gradients

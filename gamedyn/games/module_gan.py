@@ -1,0 +1,232 @@
+"""A GAN whose players are the user's own ``torch.nn.Module`` classes, on real data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import costs, data, fit, modules
+from ..component import Param
+from ..errors import StudyError
+from ..random import Streams
+from .base import GAMES, Params, SampleGame, Tensor
+
+#: Stream id of the fixed evaluation sample (latents, data), apart from training and recording.
+EVAL_STREAM = 0x5EED_E7A2
+LATENT_DISTS = ("normal", "uniform")
+LATENT_DEFAULT = {"dim": 16, "dist": "normal"}
+#: Losses whose discriminator output is a logit (D = σ(a)); for the others it is a score.
+_LOGIT_LOSSES = ("minimax", "non_saturating", "maximum_likelihood")
+
+
+@GAMES.register("module_gan")
+class ModuleGan(SampleGame):
+    """A GAN between any ``nn.Module`` generator and discriminator, stepped many runs at once.
+
+    Keys::
+
+        generator: {module: nets.py, class: Generator, kwargs: {latent: 16}}
+        discriminator: {module: nets.py, class: Discriminator, kwargs: {}}
+        latent: {dim: 16, dist: normal}      # z ~ N(0, I) or U(−1, 1]^dim, per run from its stream
+        data: digits                        # or {file: my.npz}, {mixture: ring}: gamedyn.data
+        loss: non_saturating                # minimax, maximum_likelihood, wgan, hinge, relativistic
+        batch: 64                           # real and generated samples per loss evaluation
+
+    The players are :class:`gamedyn.modules.BatchedModule`\\ s (``torch.func`` over the run axis; each
+    run's weights the class's own initialisation under its seed; BatchNorm with running statistics
+    and dropout refused with a one-line error). The generator maps latents [n, dim] to samples shaped
+    like the data's ([n, *shape], or flattened [n, size]: digits [n, 1, 8, 8] or [n, 64]); the
+    discriminator maps such samples to one output a per sample, [n] or [n, 1]. Both are checked once
+    when the study is validated, before anything runs.
+
+    Objective (:func:`gamedyn.costs.gan_losses`, :data:`gamedyn.costs.NAMED_LOSSES`): with logits a
+    (D = σ(a)), the discriminator maximises V = E_{p_d} log σ(a) + E_{p_g} log(1 − σ(a)) (Goodfellow
+    et al. 2014, arXiv 1406.2661) and the generator minimises E_z f(a(G(z))) for the cost named by
+    ``loss``: ``minimax`` f = log(1 − D) (recorded as V), ``non_saturating`` f = −log D,
+    ``maximum_likelihood`` f = −D/(1 − D) (Goodfellow 2014, arXiv 1412.6515); ``wgan`` (Arjovsky et
+    al. 2017, arXiv 1701.07875; pair it with regularizer ``wgan_gp`` or ``clip``), ``hinge`` (Lim &
+    Ye 2017, arXiv 1705.02894) and ``relativistic``, the pairing loss of R3GAN (Huang et al. 2024,
+    arXiv 2501.05441; pair it with ``r1`` and ``r2``). Every evaluation draws a fresh minibatch of
+    ``batch`` data samples (with replacement) and ``batch`` latents from the run's own stream.
+
+    Samples reach the regularizers flattened, [R, n, size] (so R1/R2, WGAN-GP and gradient-norm
+    penalties take ‖∇ₓD‖ over every pixel); :meth:`disc_logit` reshapes them for the discriminator.
+
+    Recorded metrics, on a fixed evaluation sample (``eval_samples`` latents and data samples per
+    run, from a stream of their own, the same at every record): ``D.real``, ``D.fake`` (the mean
+    D = σ(a) on data and samples; for wgan, hinge and relativistic the mean output a) and
+    ``fit.energy``, the energy distance between generated and data samples in data space (pixels
+    for images; Székely & Rizzo 2013). ``fit`` is n/a (image fit labels are not decided yet).
+    """
+
+    params = {
+        "generator": Param(dict, None, "the generator: " + modules.ACCEPTED),
+        "discriminator": Param(dict, None, "the discriminator: " + modules.ACCEPTED),
+        "latent": Param(dict, LATENT_DEFAULT, "latents z [n, dim]: {dim: int, dist: normal | uniform}"),
+        "data": Param(object, "digits", data.ACCEPTED),
+        "loss": Param(str, "non_saturating", "objective, named by its generator cost",
+                      choices=tuple(costs.NAMED_LOSSES)),
+        "batch": Param(int, 64, "real and generated samples per loss evaluation", low=1),
+        "eval_samples": Param(int, 256, "fixed evaluation sample size for the recorded metrics", low=2),
+    }
+
+    @classmethod
+    def resolve(cls, given: dict[str, Any], where: str) -> dict[str, Any]:
+        out = super().resolve(given, where)
+        for player in ("generator", "discriminator"):
+            if out[player] is None:
+                raise StudyError(f"{where}.{player}", f"missing: expected {modules.ACCEPTED}")
+            out[player] = modules.validate_spec(out[player], f"{where}.{player}")
+        out["latent"] = _latent(out["latent"], f"{where}.latent")
+        out["data"] = data.validate(out["data"], f"{where}.data")
+        return out
+
+    @classmethod
+    def label_value(cls, key: str, value: Any) -> str:
+        """Networks as ``Class(kwargs)``, a data file by its name, latents as ``dim dist``."""
+        if key in ("generator", "discriminator"):
+            return f"{value['class']}({', '.join(f'{k}={v}' for k, v in value['kwargs'].items())})"
+        if key == "data" and isinstance(value, dict):
+            return value["file"].rsplit("/", 1)[-1] if "file" in value else value["mixture"]
+        if key == "latent":
+            return f"{value['dim']} {value['dist']}"
+        return str(value)
+
+    @classmethod
+    def plugin_files(cls, config: dict) -> tuple[str, ...]:
+        return tuple(config[p]["module"] for p in ("generator", "discriminator")
+                     if config[p]["module"].endswith(".py"))
+
+    def setup(self, dtype: torch.dtype, device: str) -> None:
+        super().setup(dtype, device)
+        self.dataset = data.load(self.data)
+        self.sampler = data.Sampler(self.dataset, dtype, device)
+        self.gen_net = modules.BatchedModule(self.generator, "game.generator", dtype, device)
+        self.disc_net = modules.BatchedModule(self.discriminator, "game.discriminator", dtype, device)
+        self.objective_name, self.gen_cost = costs.NAMED_LOSSES[self.loss]
+        self.sample_shape = self._check_outputs()
+        self._eval: dict[Any, dict[str, Tensor]] = {}
+
+    def _check_outputs(self) -> tuple[int, ...]:
+        """The generator's per-sample output shape (the data's, or its flattening), after checking
+        both networks on two inputs; a one-line StudyError otherwise."""
+        n, dim = 2, self.latent["dim"]
+        z = torch.zeros(n, dim, dtype=self.dtype, device=self.device)
+        g = self.gen_net
+        try:
+            with torch.no_grad():
+                x = g.base(z)
+        except Exception as e:
+            raise StudyError("game.generator", f"{g.cls.__name__} failed on latents of shape [{n}, {dim}] "
+                                               f"(latent.dim = {dim}): {modules._first_line(e)}") from None
+        shape, flat = self.dataset.shape, (self.dataset.size,)
+        found = tuple(x.shape[1:]) if isinstance(x, Tensor) and x.dim() >= 1 and len(x) == n else None
+        if found not in (shape, flat):
+            got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise StudyError("game.generator", f"{g.cls.__name__} returned {got} for {n} latents; "
+                                               f"expected [{n}, {', '.join(map(str, shape))}] or "
+                                               f"[{n}, {flat[0]}] (data {self.dataset.name})")
+        d = self.disc_net
+        xr = torch.as_tensor(self.sampler.sample(Streams(torch.zeros(1, dtype=torch.int64)), n)[0])
+        try:
+            with torch.no_grad():
+                a = d.base(xr.reshape(n, *found))
+        except Exception as e:
+            raise StudyError("game.discriminator", f"{d.cls.__name__} failed on samples of shape "
+                                                   f"{[n, *found]}: {modules._first_line(e)}") from None
+        if not isinstance(a, Tensor) or tuple(a.shape) not in ((n,), (n, 1)):
+            got = list(a.shape) if isinstance(a, Tensor) else type(a).__name__
+            raise StudyError("game.discriminator", f"{d.cls.__name__} returned {got} for {n} samples; "
+                                                   f"expected one output per sample, [{n}] or [{n}, 1]")
+        return found
+
+    # --- the game ---------------------------------------------------------------------------
+
+    def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
+        return {"gen": self.gen_net.shapes(), "disc": self.disc_net.shapes()}
+
+    def init_params(self, seeds: list[int]) -> Params:
+        return {"gen": self.gen_net.init_params(seeds, 1), "disc": self.disc_net.init_params(seeds, 2)}
+
+    def latents(self, rng: Streams, n: int) -> Tensor:
+        """n latents per run [R, n, dim]: N(0, I) or U(−1, 1]^dim from ``rng``."""
+        dim = self.latent["dim"]
+        if self.latent["dist"] == "normal":
+            return rng.fast_normal(n, dim, dtype=self.dtype)
+        return 2.0 * rng.fast_uniform(n, dim, dtype=self.dtype) - 1.0
+
+    def generate(self, params: Params, z: Tensor) -> Tensor:
+        """G(z) for latents [R, n, dim], flattened to [R, n, size]."""
+        x = self.gen_net(params["gen"], z)
+        return x.reshape(*z.shape[:2], -1)
+
+    def disc_logit(self, params: Params, x: Tensor) -> Tensor:
+        """The discriminator's output a(x) [R, n] for flat samples ``x`` [R, n, size]."""
+        R, n = x.shape[:2]
+        return self.disc_net(params["disc"], x.reshape(R, n, *self.sample_shape)).reshape(R, n)
+
+    def real_samples(self, n_runs: int) -> tuple[Tensor, Tensor]:
+        x = self.sampler.sample(self.rng, self.batch)
+        return x, torch.full(x.shape[:2], 1.0 / self.batch, dtype=self.dtype, device=self.device)
+
+    def fake_samples(self, params: Params) -> tuple[Tensor, Tensor]:
+        x = self.generate(params, self.latents(self.rng, self.batch))
+        return x, torch.full(x.shape[:2], 1.0 / self.batch, dtype=self.dtype, device=self.device)
+
+    def objective(self, params, real, fake):
+        (xr, wr), (xf, wf) = real, fake
+        return costs.gan_losses(self.objective_name, self.disc_logit(params, xr), wr,
+                                self.disc_logit(params, xf), wf, self.gen_cost)
+
+    # --- metrics ----------------------------------------------------------------------------
+
+    def _evaluation(self) -> dict[str, Tensor]:
+        """The fixed evaluation latents and data of these runs (drawn once, then cached)."""
+        keys = self.rng.keys
+        cache_key = (tuple(keys.tolist()), str(keys.device))
+        if cache_key not in self._eval:
+            rng = Streams(keys, EVAL_STREAM, self.device)
+            z = self.latents(rng, self.eval_samples)
+            x = self.sampler.sample(rng, self.eval_samples)
+            self._eval = {cache_key: {"z": z, "data": x, "data_dd": fit.mean_distance(x, x)}}
+        return self._eval[cache_key]
+
+    def metrics(self, params: Params) -> dict[str, Tensor]:
+        ev = self._evaluation()
+        with torch.no_grad():
+            x = self.generate(params, ev["z"])
+            ar, af = self.disc_logit(params, ev["data"]), self.disc_logit(params, x)
+            to_d = costs.sigmoid if self.loss in _LOGIT_LOSSES else (lambda a: a)
+            return {"D.real": to_d(ar).mean(1), "D.fake": to_d(af).mean(1),
+                    "fit.energy": fit.energy_distance(x, ev["data"], ev["data_dd"])}
+
+    def diagnose_fit(self, steps: np.ndarray, series: dict[str, np.ndarray], n_valid: np.ndarray
+                     ) -> dict[str, np.ndarray]:
+        """``fit`` n/a, with the last record's ``energy`` (data-space energy distance) and the
+        discriminator's mean outputs ``disc_real`` / ``disc_fake`` as evidence."""
+        return {"fit": np.full(len(n_valid), "n/a", dtype=object),
+                "energy": fit.last_valid(series["fit.energy"], n_valid),
+                "disc_real": fit.last_valid(series["D.real"], n_valid),
+                "disc_fake": fit.last_valid(series["D.fake"], n_valid)}
+
+    # --- the players as modules ------------------------------------------------------------
+
+    def players_of_run(self, params: Params, run: int) -> dict[str, torch.nn.Module]:
+        """Run ``run``'s generator and discriminator as plain modules of the user's classes."""
+        return {"gen": self.gen_net.load_run(params["gen"], run),
+                "disc": self.disc_net.load_run(params["disc"], run)}
+
+
+def _latent(spec: Any, key: str) -> dict[str, Any]:
+    if not isinstance(spec, dict) or set(spec) - {"dim", "dist"}:
+        raise StudyError(key, f"{spec!r} is not accepted: expected {{dim: an integer >= 1, dist: "
+                              f"{' | '.join(LATENT_DISTS)}}}")
+    out = {**LATENT_DEFAULT, **spec}
+    if isinstance(out["dim"], bool) or not isinstance(out["dim"], int) or out["dim"] < 1:
+        raise StudyError(f"{key}.dim", f"{out['dim']!r} is not accepted: expected an integer >= 1")
+    if out["dist"] not in LATENT_DISTS:
+        raise StudyError(f"{key}.dist", f"{out['dist']!r} is not accepted: expected one of "
+                                        f"{', '.join(LATENT_DISTS)}")
+    return out

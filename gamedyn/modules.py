@@ -1,0 +1,178 @@
+"""The user's ``torch.nn.Module`` classes as players over the run axis (``torch.func``).
+
+A study names a network as ``{module: …, class: …, kwargs: {…}}``: ``module`` is an importable name
+or a ``.py`` file relative to the study file (loaded as ``plugins:`` are, and shipped with them to
+every worker: :mod:`gamedyn.plugins`), ``class`` an ``nn.Module`` subclass in it, ``kwargs`` its
+constructor's arguments. :class:`BatchedModule` then makes R networks of that class one player:
+
+- **Weights per run.** Run r's network is the class's own initialisation under its seed: the module
+  is constructed after ``torch.manual_seed(torch_seed(seed_r, salt))`` (:func:`torch_seed`; salt 1
+  for the generator, 2 for the discriminator), in a forked global generator, then cast to the study's
+  dtype; its parameters are stacked to ``{name: [R, …]}`` (``named_parameters`` names). So a user
+  reproduces run r's initial network with ``torch.manual_seed(torch_seed(seed, salt)); cls(**kwargs)``.
+  gamedyn owns these stacked tensors: ``torch.func.stack_module_state`` would return copies anyway
+  (pytorch#120581), so no module's ``.parameters()`` are ever stepped.
+- **Forward over runs.** ``y[r] = f(θ_r, x[r])`` for all r at once:
+  ``torch.func.vmap(functional_call(base, (θ, buffers), x))`` over the run axis of θ and x (the
+  "model ensembling" recipe of the torch.func docs), differentiable to any order by ordinary
+  autograd, so every rule (Hessian-vector products, unrolling through inner steps) applies. Run r
+  reads only row r of every tensor: the gradient of Σ_r loss_r is each run's own gradient.
+- **Buffers** (registered constants, e.g. a fixed mask) are shared by every run: those of the module
+  built under seed 0 (a run's numbers then never depend on its batch-mates).
+- **Refused, with a one-line error naming the class and the layer**: normalisation layers that keep
+  running statistics (BatchNorm's ``track_running_stats=True``: a buffer written in place in the
+  forward pass, which cannot be stepped per run under vmap; functorch#273, #867) — use
+  ``track_running_stats=False`` (batch statistics), ``nn.GroupNorm`` or ``nn.LayerNorm``; dropout
+  with p > 0 (it would draw from torch's global generator, not the run's stream).
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from . import plugins
+from .errors import StudyError
+
+Tensor = torch.Tensor
+SPEC_KEYS = ("module", "class", "kwargs")
+ACCEPTED = "{module: a module name or a .py file, class: an nn.Module subclass, kwargs: {...}}"
+
+
+def validate_spec(spec: Any, key: str) -> dict[str, Any]:
+    """A network spec checked and resolved: a ``.py`` module made an absolute path (relative to the
+    study file, :func:`gamedyn.plugins.file_path`), ``kwargs`` defaulting to {}."""
+    if not isinstance(spec, dict):
+        raise StudyError(key, f"{spec!r} is not accepted: expected {ACCEPTED}")
+    for k in spec:
+        if k not in SPEC_KEYS:
+            raise StudyError(f"{key}.{k}", f"unknown key; accepted: {', '.join(SPEC_KEYS)}")
+    for k in ("module", "class"):
+        if not isinstance(spec.get(k), str) or not spec[k]:
+            raise StudyError(f"{key}.{k}", f"{spec.get(k)!r} is not accepted: expected {ACCEPTED}")
+    kwargs = spec.get("kwargs", {})
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise StudyError(f"{key}.kwargs", f"{kwargs!r} is not accepted: expected a mapping of the "
+                                          f"constructor's keyword arguments")
+    module = spec["module"]
+    if plugins.is_file(module):
+        module = plugins.file_path(module, f"{key}.module")
+    return {"module": module, "class": spec["class"], "kwargs": kwargs}
+
+
+def torch_seed(seed: int, salt: int) -> int:
+    """The global torch seed under which run ``seed``'s network ``salt`` is constructed: 63 bits of
+    ``numpy.random.SeedSequence([seed, salt])``."""
+    return int(np.random.SeedSequence([int(seed), int(salt)]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def load_class(spec: dict[str, Any], key: str) -> type[nn.Module]:
+    """The class a resolved spec names, or a one-line StudyError: a module that does not import (with
+    its error's first line and where it was raised), a missing class, a class that is no nn.Module."""
+    try:
+        mod = plugins.module(spec["module"])
+    except Exception as e:  # the user's module failed: say where, in one line
+        frame = traceback.extract_tb(e.__traceback__)[-1]
+        raise StudyError(f"{key}.module", f"{spec['module']!r} does not import: {_first_line(e)} "
+                                          f"({frame.filename.rsplit('/', 1)[-1]}, line {frame.lineno})"
+                         ) from None
+    cls = getattr(mod, spec["class"], None)
+    if cls is None:
+        found = sorted(n for n, v in vars(mod).items() if isinstance(v, type) and issubclass(v, nn.Module)
+                       and v.__module__ == mod.__name__)
+        raise StudyError(f"{key}.class", f"{spec['class']!r}: no such class in {spec['module']!r}; "
+                                         f"its nn.Module classes: {', '.join(found) or 'none'}")
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise StudyError(f"{key}.class", f"{spec['class']!r} in {spec['module']!r} is "
+                                         f"{type(cls).__name__} {cls!r}, not an nn.Module subclass")
+    return cls
+
+
+def check_supported(module: nn.Module, name: str, key: str) -> None:
+    """Refuse layers that cannot be stepped per run (see the module docstring), naming the layer."""
+    for layer, m in module.named_modules():
+        where = f"{name} layer {layer!r} ({type(m).__name__})"
+        if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
+            raise StudyError(key, f"{where} keeps running statistics, which cannot be stepped per run "
+                                  f"(functorch#273): use track_running_stats=False (batch statistics), "
+                                  f"nn.GroupNorm or nn.LayerNorm")
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
+            raise StudyError(key, f"{where} has p = {m.p:g}: dropout would draw from torch's global "
+                                  f"generator, not the run's own stream; not supported yet: use p=0")
+
+
+class BatchedModule:
+    """R networks of one ``nn.Module`` class as one player (see the module docstring).
+
+    ``shapes()`` gives the per-run parameter shapes, ``init_params(seeds, salt)`` the stacked initial
+    parameters, ``net(params, x)`` the forward pass of run r's network on ``x[r]`` for every r
+    (``x`` [R, n, …] → [R, n, …]), ``load_run(params, r)`` a plain module holding run r's weights.
+    """
+
+    def __init__(self, spec: dict[str, Any], key: str, dtype: torch.dtype, device: str) -> None:
+        self.spec, self.key, self.dtype, self.device = spec, key, dtype, device
+        self.cls = load_class(spec, key)
+        self.name = f"{self.cls.__name__} ({spec['module']})"
+        self.base = self.build(0)
+        check_supported(self.base, self.cls.__name__, key)
+        self.base.requires_grad_(False)
+        self._shapes = {n: tuple(p.shape) for n, p in self.base.named_parameters()}
+        if not self._shapes:
+            raise StudyError(key, f"{self.cls.__name__} has no parameters: a player needs some")
+        self._buffers = dict(self.base.named_buffers())
+
+        def one(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
+            return functional_call(self.base, (params, buffers), (x,))
+
+        self._call = vmap(one, in_dims=(0, None, 0), randomness="error")
+
+    def build(self, seed: int, salt: int = 0) -> nn.Module:
+        """A new module of the class, constructed under ``torch_seed(seed, salt)`` (salt 0: the
+        base module, seed 0) in a forked global generator, in the study's dtype and on its device."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_seed(seed, salt))
+            try:
+                module = self.cls(**self.spec["kwargs"])
+            except Exception as e:  # the constructor rejected the kwargs (or failed otherwise)
+                raise StudyError(f"{self.key}.kwargs", f"{self.cls.__name__}(**{self.spec['kwargs']!r}) "
+                                                       f"failed: {_first_line(e)}") from None
+        return module.to(dtype=self.dtype, device=self.device)
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-run parameter shapes, by ``named_parameters`` name."""
+        return dict(self._shapes)
+
+    def n_params(self) -> int:
+        return sum(math.prod(s) for s in self._shapes.values())
+
+    def init_params(self, seeds: Sequence[int], salt: int) -> dict[str, Tensor]:
+        """Each run's initial parameters [R, …]: run r's from its seed only (runs sharing a seed share
+        a network)."""
+        unique, index = np.unique(np.asarray(seeds, dtype=np.int64), return_inverse=True)
+        nets = [dict(self.build(int(s), salt).named_parameters()) for s in unique]
+        idx = torch.as_tensor(index, device=self.device)
+        return {n: torch.stack([net[n].detach() for net in nets])[idx].clone() for n in self._shapes}
+
+    def __call__(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        """Run r's network on ``x[r]`` for every run: [R, n, …] → [R, n, …]."""
+        return self._call(params, self._buffers, x)
+
+    def load_run(self, params: dict[str, Tensor], run: int) -> nn.Module:
+        """A new module of the class holding run ``run``'s parameters (and the shared buffers)."""
+        module = self.build(0)
+        with torch.no_grad():
+            for n, p in module.named_parameters():
+                p.copy_(params[n][run])
+        return module

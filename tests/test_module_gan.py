@@ -1,0 +1,314 @@
+"""The ``module_gan`` game: the user's nn.Modules as players over the run axis, on real data.
+
+Checked against independent computations: plain modules built with ``torch.manual_seed`` and
+differentiated with autograd one run at a time; the losses' gradients in closed form; the digits as
+scikit-learn ships them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gamedyn import costs
+from gamedyn.batch import run_batch
+from gamedyn.errors import StudyError
+from gamedyn.games import GAMES
+from gamedyn.modules import torch_seed
+from gamedyn.random import Streams
+from gamedyn.study import load_study, make_study
+from tests.conftest import ROOT
+
+NETS = str(ROOT / "studies" / "plugins" / "digits_mlp.py")
+TINY = {"generator": {"module": NETS, "class": "Generator", "kwargs": {"latent": 4, "hidden": 8}},
+        "discriminator": {"module": NETS, "class": "Discriminator", "kwargs": {"hidden": 8}},
+        "latent": {"dim": 4}, "batch": 8, "eval_samples": 16}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def spec(game=None, **extra):
+    out = {"name": "t", "game": {"name": "module_gan", **TINY, **(game or {})}, "rules": ["simultaneous"],
+           "optimizer": {"name": "adam", "lr": 1e-3, "beta1": 0.5}, "steps": 6, "record_every": 2,
+           "seeds": 8, "dtype": "float32"}
+    return {**out, **extra}
+
+
+def build(dtype=torch.float64, **game):
+    cls = GAMES.get("module_gan")
+    return cls.build([cls.resolve({**TINY, **game}, "game")], dtype)
+
+
+def nets_module():
+    from gamedyn import plugins
+
+    return plugins.module(NETS)
+
+
+# --- players over the run axis --------------------------------------------------------------
+
+def test_each_runs_initial_weights_are_its_modules_own_initialisation_under_its_seed():
+    game = build()
+    params = game.init_params([5, 9, 5])
+    mod = nets_module()
+    for r, seed in enumerate([5, 9, 5]):
+        torch.manual_seed(torch_seed(seed, 1))
+        g = mod.Generator(latent=4, hidden=8).double()
+        torch.manual_seed(torch_seed(seed, 2))
+        d = mod.Discriminator(hidden=8).double()
+        for player, net in (("gen", g), ("disc", d)):
+            for name, p in net.named_parameters():
+                assert torch.equal(params[player][name][r], p.detach()), (player, name)
+    assert not torch.equal(params["gen"]["net.0.weight"][0], params["gen"]["net.0.weight"][1])
+
+
+@pytest.mark.parametrize("loss", ["non_saturating", "relativistic"])
+def test_the_vmapped_field_equals_per_run_autograd_on_plain_modules(loss):
+    """Both players' gradients, all runs at once through torch.func, against each run's own plain
+    nn.Modules (built independently) and losses written out with F.softplus."""
+    import torch.nn.functional as F
+
+    game = build(loss=loss)
+    seeds = [0, 1, 2]
+    params = {p: {k: v.requires_grad_() for k, v in named.items()}
+              for p, named in game.init_params(seeds).items()}
+    g = torch.Generator().manual_seed(0)
+    xr = torch.rand(3, 8, 64, generator=g, dtype=torch.float64) * 2 - 1
+    z = torch.randn(3, 8, 4, generator=g, dtype=torch.float64)
+    w = torch.full((3, 8), 1 / 8, dtype=torch.float64)
+    losses = game.objective(params, (xr, w), (game.generate(params, z), w))
+    grads = {p: torch.autograd.grad(losses[p].sum(), list(params[p].values()), retain_graph=True)
+             for p in ("gen", "disc")}
+    mod = nets_module()
+    for r, seed in enumerate(seeds):
+        torch.manual_seed(torch_seed(seed, 1))
+        G = mod.Generator(latent=4, hidden=8).double()
+        torch.manual_seed(torch_seed(seed, 2))
+        D = mod.Discriminator(hidden=8).double()
+        a_real = D(xr[r].view(8, 1, 8, 8))[:, 0]
+        a_fake = D(G(z[r]))[:, 0]
+        if loss == "non_saturating":
+            mine = {"gen": F.softplus(-a_fake).mean(),
+                    "disc": F.softplus(-a_real).mean() + F.softplus(a_fake).mean()}
+        else:
+            mine = {"gen": F.softplus(a_real - a_fake).mean(), "disc": F.softplus(a_fake - a_real).mean()}
+        for p, net in (("gen", G), ("disc", D)):
+            torch.testing.assert_close(losses[p][r], mine[p], rtol=1e-12, atol=1e-12)
+            expected = torch.autograd.grad(mine[p], list(net.parameters()), retain_graph=True)
+            for got, want in zip(grads[p], expected):
+                torch.testing.assert_close(got[r], want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.invariance
+@pytest.mark.parametrize("rule", ["simultaneous", {"name": "unrolled", "k": 2}])
+def test_a_run_alone_equals_it_in_a_batch_of_8(rule):
+    """Bit for bit: parameters' norms, losses, gradient norms and metrics."""
+    study = make_study(spec(rules=[rule]))
+    (batch,) = study.batches()
+    together = run_batch(batch).trajectories
+    for run in (batch[0], batch[5]):
+        alone = run_batch([run]).trajectories
+        mine = together[together["run_id"] == run.run_id]
+        a = alone.sort_values(["step", "variable"]).reset_index(drop=True)
+        m = mine.sort_values(["step", "variable"]).reset_index(drop=True)
+        assert len(a) == len(m) > 0
+        np.testing.assert_array_equal(a["variable"].astype(str), m["variable"].astype(str))
+        np.testing.assert_array_equal(a["value"], m["value"])
+    finals = together[(together["step"] == 6) & (together["variable"] == "norm.gen.net.0.weight")]
+    assert finals["value"].nunique() == 8
+
+
+RULES_UNDER_TEST = ["simultaneous", "alternating", "extragradient", "optimistic", "consensus", "sga",
+                    "cgd", {"name": "unrolled", "k": 2}, {"name": "best_response", "max_inner": 2}]
+
+
+@pytest.mark.parametrize("rule", RULES_UNDER_TEST, ids=lambda r: r if isinstance(r, str) else r["name"])
+def test_every_rule_steps_module_players(rule):
+    res = run_batch(make_study(spec(rules=[rule], seeds=2, steps=2, record_every=1,
+                                    optimizer={"name": "sgd", "lr": 0.01})).batches()[0])
+    assert res.runs["stop_reason"].isna().all()
+    assert np.isfinite(res.trajectories["value"]).all()
+    assert (res.runs["steps_done"] == 2).all()
+
+
+@pytest.mark.parametrize("loss, regularizer", [("minimax", "r1"), ("maximum_likelihood", "none"),
+                                               ("wgan", "wgan_gp"), ("hinge", "r2"),
+                                               ("relativistic", "r1")])
+def test_each_loss_and_a_sample_regularizer_step_on_digits(loss, regularizer):
+    res = run_batch(make_study(spec({"loss": loss}, regularizer=regularizer, seeds=2, steps=2,
+                                    record_every=1)).batches()[0])
+    assert res.runs["stop_reason"].isna().all()
+    assert np.isfinite(res.trajectories["value"]).all()
+
+
+# --- losses ------------------------------------------------------------------------------------
+
+def test_hinge_and_relativistic_losses_have_their_closed_form_gradients():
+    """hinge: ∂L_D/∂a_real = −1[a < 1]/n, ∂L_D/∂a_fake = 1[a > −1]/n, ∂L_G/∂a_fake = −1/n;
+    relativistic: L_D = mean ζ(a_f − a_r), ∂/∂a_r = −σ(a_f − a_r)/n, L_G = mean ζ(a_r − a_f)."""
+    ar = torch.tensor([[-2.0, 0.5, 1.5, 3.0]], dtype=torch.float64, requires_grad=True)
+    af = torch.tensor([[-3.0, -0.5, 0.2, 2.0]], dtype=torch.float64, requires_grad=True)
+    w = torch.full((1, 4), 0.25, dtype=torch.float64)
+    h = costs.gan_losses("hinge", ar, w, af, w)
+    gr, gf = torch.autograd.grad(h["disc"].sum(), (ar, af))
+    assert gr.tolist() == [[-0.25, -0.25, 0.0, 0.0]] and gf.tolist() == [[0.0, 0.25, 0.25, 0.25]]
+    (gg,) = torch.autograd.grad(h["gen"].sum(), af)
+    assert gg.tolist() == [[-0.25] * 4]
+    assert h["disc"].item() == pytest.approx((3 + 0.5 + 0 + 0 + 0 + 0.5 + 1.2 + 3.0) / 4)
+    rel = costs.gan_losses("relativistic", ar, w, af, w)
+    d = (af - ar).detach().numpy()
+    assert rel["disc"].item() == pytest.approx(np.log1p(np.exp(d)).mean(), rel=1e-14)
+    assert rel["gen"].item() == pytest.approx(np.log1p(np.exp(-d)).mean(), rel=1e-14)
+    (g_r,) = torch.autograd.grad(rel["disc"].sum(), ar)
+    np.testing.assert_allclose(g_r.numpy(), -0.25 / (1 + np.exp(-d)), rtol=1e-14)
+    with pytest.raises(ValueError, match="pairs"):
+        costs.gan_losses("relativistic", ar, w, af[:, :3], w[:, :3])
+
+
+def test_named_losses_are_the_papers_costs():
+    assert costs.NAMED_LOSSES["minimax"] == ("gan", "minimax")
+    for name in ("non_saturating", "maximum_likelihood"):
+        assert costs.NAMED_LOSSES[name] == ("gan", name) and name in costs.COSTS
+
+
+# --- data --------------------------------------------------------------------------------------
+
+def test_digits_are_sklearns_scaled_to_minus_one_one_with_labels():
+    from sklearn.datasets import load_digits
+
+    from gamedyn import data
+
+    d = data.digits()
+    raw = load_digits()
+    assert d.x.shape == (1797, 1, 8, 8) and d.y.tolist() == raw.target.tolist()
+    np.testing.assert_array_equal((d.x[:, 0] + 1) * 8, raw.images)
+    assert d.x.min() == -1.0 and d.x.max() == 1.0
+
+
+def test_minibatches_come_from_the_data_and_each_runs_stream(tmp_path):
+    from gamedyn import data
+
+    x = np.arange(30, dtype=np.float32).reshape(10, 3)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(10))
+    ds = data.from_file(str(tmp_path / "d.npz"))
+    s = data.Sampler(ds, torch.float64, "cpu")
+    b = s.sample(Streams(torch.tensor([3, 4, 5])), 200)
+    assert b.shape == (3, 200, 3)
+    rows = b.reshape(-1, 3).numpy()
+    assert set(map(tuple, rows)) == set(map(tuple, x.astype(np.float64)))   # every row, nothing else
+    alone = s.sample(Streams(torch.tensor([4])), 200)
+    assert torch.equal(alone[0], b[1])
+
+
+def test_a_flat_generator_and_a_file_of_data_are_accepted(tmp_path):
+    (tmp_path / "nets.py").write_text(
+        "from torch import nn\n"
+        "class G(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__(); self.l = nn.Linear(4, 6)\n"
+        "    def forward(self, z): return self.l(z)\n"
+        "class D(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__(); self.l = nn.Linear(6, 1)\n"
+        "    def forward(self, x): return self.l(x.flatten(1))[:, 0]\n")
+    np.savez(tmp_path / "data.npz", x=np.random.default_rng(0).normal(size=(50, 2, 3)))
+    (tmp_path / "s.yaml").write_text(
+        "name: s\ngame: {name: module_gan, generator: {module: nets.py, class: G},\n"
+        "  discriminator: {module: nets.py, class: D}, data: {file: data.npz}, latent: {dim: 4},\n"
+        "  batch: 8, eval_samples: 8, loss: hinge}\n"
+        "rules: [simultaneous]\noptimizer: {name: sgd, lr: 0.01}\nsteps: 2\nseeds: 2\n")
+    study = load_study(tmp_path / "s.yaml")   # paths relative to the study file
+    assert study.runs[0].plugins == (str((tmp_path / "nets.py").resolve()),)
+    assert study.runs[0].columns["game_label"].startswith("module_gan(generator=G(), discriminator=D()")
+    res = run_batch(study.batches()[0])
+    assert res.runs["stop_reason"].isna().all()
+
+
+# --- refusals: one line naming the key and the value --------------------------------------------
+
+def write_nets(tmp_path, body: str) -> str:
+    path = tmp_path / "bad_nets.py"
+    path.write_text("import torch\nfrom torch import nn\n" + body)
+    return str(path)
+
+
+GOOD_D = ("class D(nn.Module):\n"
+          "    def __init__(self):\n        super().__init__(); self.l = nn.Linear(64, 1)\n"
+          "    def forward(self, x): return self.l(x.flatten(1))\n")
+
+
+@pytest.mark.parametrize("body, key, words", [
+    ("class G(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+     "        self.l = nn.Linear(4, 64); self.bn = nn.BatchNorm1d(64)\n"
+     "    def forward(self, z): return self.bn(self.l(z))\n",
+     "game.generator", ["G layer 'bn' (BatchNorm1d)", "track_running_stats=False", "GroupNorm"]),
+    ("class G(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+     "        self.l = nn.Sequential(nn.Linear(4, 64), nn.Dropout(0.3))\n"
+     "    def forward(self, z): return self.l(z)\n",
+     "game.generator", ["G layer 'l.1' (Dropout)", "p=0"]),
+    ("class G(nn.Module):\n    def __init__(self, width):\n        super().__init__()\n",
+     "game.generator.kwargs", ["G(**{})", "width"]),
+    ("class G(nn.Module):\n    def __init__(self):\n        super().__init__(); self.l = nn.Linear(4, 10)\n"
+     "    def forward(self, z): return self.l(z)\n",
+     "game.generator", ["returned [2, 10]", "expected [2, 1, 8, 8] or [2, 64]"]),
+    ("class G(nn.Module):\n    def __init__(self):\n        super().__init__(); self.l = nn.Linear(5, 64)\n"
+     "    def forward(self, z): return self.l(z)\n",
+     "game.generator", ["latents of shape [2, 4]", "RuntimeError"]),
+    ("G = 3\n", "game.generator.class", ["'G'", "not an nn.Module"]),
+    ("raise ImportError('no module named foo')\n", "game.generator.module", ["does not import",
+                                                                            "no module named foo"]),
+])
+def test_bad_networks_are_refused_in_one_line_naming_key_and_value(tmp_path, body, key, words):
+    path = write_nets(tmp_path, body + GOOD_D)
+    game = {"generator": {"module": path, "class": "G"}, "discriminator": {"module": path, "class": "D"}}
+    with pytest.raises(StudyError) as e:
+        make_study(spec(game))
+    text = str(e.value)
+    assert e.value.key == key and "\n" not in text, text
+    for w in words:
+        assert w in text, text
+
+
+def test_bad_discriminator_output_and_missing_class_and_data_are_refused(tmp_path):
+    path = write_nets(tmp_path, "class D1(nn.Module):\n    def __init__(self):\n"
+                                "        super().__init__(); self.l = nn.Linear(64, 3)\n"
+                                "    def forward(self, x): return self.l(x.flatten(1))\n")
+    with pytest.raises(StudyError, match=r"returned \[2, 3\] for 2 samples; expected one output per "
+                                         r"sample, \[2\] or \[2, 1\]"):
+        make_study(spec({"discriminator": {"module": path, "class": "D1"}}))
+    with pytest.raises(StudyError, match="'Nope': no such class in .*its nn.Module classes: D1") as e:
+        make_study(spec({"discriminator": {"module": path, "class": "Nope"}}))
+    assert e.value.key == "game.discriminator.class"
+    with pytest.raises(StudyError, match="no such file") as e:
+        make_study(spec({"data": {"file": str(tmp_path / "missing.npz")}}))
+    assert e.value.key == "game.data.file"
+    np.savez(tmp_path / "flat.npz", x=np.zeros(5))
+    with pytest.raises(StudyError, match=r"x has shape \[5\] and dtype float64; expected"):
+        make_study(spec({"data": {"file": str(tmp_path / "flat.npz")}}))
+    with pytest.raises(StudyError, match="game.loss: 'lsgan' is not accepted: expected one of minimax"):
+        make_study(spec({"loss": "lsgan"}))
+    with pytest.raises(StudyError, match="game.latent.dist"):
+        make_study(spec({"latent": {"dim": 4, "dist": "cauchy"}}))
+
+
+def test_what_works_instead_of_batchnorm_does(tmp_path):
+    """BatchNorm on batch statistics and GroupNorm under vmap: each run normalises its own batch."""
+    path = write_nets(tmp_path, "class G(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                                "        self.l = nn.Linear(4, 64)\n"
+                                "        self.bn = nn.BatchNorm1d(64, track_running_stats=False)\n"
+                                "        self.gn = nn.GroupNorm(4, 64)\n"
+                                "    def forward(self, z): return self.gn(self.bn(self.l(z)))\n" + GOOD_D)
+    game = build(generator={"module": path, "class": "G"}, discriminator={"module": path, "class": "D"})
+    params = game.init_params([0, 1])
+    z = torch.randn(2, 8, 4, dtype=torch.float64)
+    x = game.generate(params, z)
+    for r in range(2):
+        plain = game.gen_net.load_run(params["gen"], r)
+        torch.testing.assert_close(x[r], plain(z[r]), rtol=1e-12, atol=1e-12)
+    assert math.isfinite(x.sum().item())
