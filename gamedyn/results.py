@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import streaming
+from . import basins, streaming
 from .errors import StudyError
 
 try:
@@ -236,6 +236,7 @@ class ResultsFolder:
         rank = {rid: i for i, rid in enumerate(order)}
         by_rank = runs["run_id"].map(rank).to_numpy().argsort(kind="stable")
         runs = runs.iloc[by_rank].reset_index(drop=True)
+        runs = basins.with_attractors(runs)   # attractor ids over the whole study, not per batch
         paths = [self.part(b, "trajectories") for b in batch_ids]
         try:
             atomic_write(self.path / "trajectories.parquet", lambda p: streaming.write_trajectories(

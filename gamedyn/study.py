@@ -15,6 +15,8 @@ Keys::
     optimizer: {name: sgd, lr: 0.1, disc: {lr: 0.2}}  # shared keys + per-player overrides
     init: {dist: normal, scale: 1.0}    # or dist: uniform | constant; explicit values per
     init: {gen: {theta: 1.0}, disc: {psi: 1.0}}      # player parameter; a list = alternatives
+    init: {grid: {gen.theta: [-2, 2, 101], disc.psi: [-2, 2, 101]}}   # a start per grid point, or
+    init: {sobol: {gen.theta: [-2, 2], disc.psi: [-2, 2], n: 1024}}   # per Sobol point (basins)
     seeds: 3 | [0, 1, 2]                # number of seeds (0..n-1) or the seeds themselves
     steps: 500                          # required: steps of the rule (rounds for alternating)
     record_every: 10                    # record every k steps (and step 0)
@@ -50,6 +52,7 @@ from . import diagnose, expect, lyapunov, memory
 from .component import Component, Registry
 from .errors import StudyError
 from .games import GAMES
+from .init import LAYOUTS, start_points
 from .optim import OPTIMIZERS
 from .plugins import resolve as resolve_plugins
 from .plugins import study_dir
@@ -64,7 +67,8 @@ KEYS = {
     "game": "a game name, a mapping with `name` and its parameters, or a list of these",
     "rules": "a list of rule names or mappings with `name` and parameters",
     "optimizer": "a mapping: `name` and parameters for both players, `gen:`/`disc:` overrides",
-    "init": "a mapping: `dist`, `scale`, and/or `gen:`/`disc:` explicit values; or a list of these",
+    "init": "a mapping: `dist`, `scale`, `gen:`/`disc:` explicit values, and/or `grid:`/`sobol:` "
+            "starts over chosen coordinates; or a list of these",
     "seeds": "a number of seeds or a list of integer seeds",
     "steps": "an integer >= 1",
     "record_every": "an integer >= 1",
@@ -204,15 +208,18 @@ def make_study(spec: Any, source: str | None = None) -> Study:
     optimizers = _optimizer_grid(spec["optimizer"])
     inits = _init_alternatives(spec.get("init", {"dist": "normal", "scale": 1.0}))
 
-    for (gcfg, _), (icfg, _, ikey) in itertools.product(games, inits):
-        _check_init(icfg, gcfg, ikey)
+    checked = set()
+    for (gcfg, _), (icfg, _, ikey, start) in itertools.product(games, inits):
+        if start is None or (ikey, id(gcfg)) not in checked:  # a layout's starts share their keys
+            _check_init(icfg, gcfg, ikey, start)
+            checked.add((ikey, id(gcfg)))
     for (gcfg, _), (regcfg, _) in itertools.product(games, regularizers):
         _check_regularizer(regcfg, gcfg)
     for (gcfg, _), (rcfg, _), (ocfg, _) in itertools.product(games, rules, optimizers):
         _check_rule(rcfg, ocfg, gcfg)
     points = []
     common = {"steps": steps, "record_every": record_every, "dtype": dtype}
-    for (gcfg, gcols), (rcfg, rcols), (regcfg, regcols), (ocfg, ocols), (icfg, icols, _), seed in \
+    for (gcfg, gcols), (rcfg, rcols), (regcfg, regcols), (ocfg, ocols), (icfg, icols, *_), seed in \
             itertools.product(games, rules, regularizers, optimizers, inits, seeds):
         config = {"game": gcfg, "rule": rcfg, "regularizer": regcfg, "optimizer": ocfg,
                   "init": icfg, "seed": seed, **common, **lyap}
@@ -402,8 +409,12 @@ def _optimizer_grid(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     return out
 
 
-def _init_alternatives(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any], str]]:
-    """Each initialisation: (config, columns, key path). ``scale`` lists are grid axes."""
+def _init_alternatives(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any], str, Any]]:
+    """Each initialisation: (config, columns, key path, start). ``scale`` lists are grid axes; an
+    init with ``grid:`` or ``sobol:`` gives one initialisation per start
+    (:func:`gamedyn.init.start_points`: the chosen coordinates' values, the start, are explicit
+    values; the other parameters come from ``dist``/``scale`` and the explicit values), else start
+    is None."""
     items = [(s, f"init[{i}]") for i, s in enumerate(spec)] if isinstance(spec, list) else [(spec, "init")]
     if not items:
         raise StudyError("init", f"an empty list is not accepted: expected {KEYS['init']}")
@@ -412,8 +423,15 @@ def _init_alternatives(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any], 
         if not isinstance(item, dict):
             raise StudyError(key, f"{item!r} is not accepted: expected {KEYS['init']}")
         for k in item:
-            if k not in ("dist", "scale", *PLAYERS):
-                raise StudyError(f"{key}.{k}", "unknown key; accepted: dist, scale, gen, disc")
+            if k not in ("dist", "scale", *PLAYERS, *LAYOUTS):
+                raise StudyError(f"{key}.{k}", "unknown key; accepted: dist, scale, gen, disc, "
+                                               "grid, sobol")
+        layouts = [k for k in LAYOUTS if k in item]
+        if len(layouts) > 1:
+            raise StudyError(f"{key}.{layouts[1]}", f"one of {' or '.join(LAYOUTS)} per init, not "
+                                                    "both (a list of inits gives alternatives)")
+        starts = ([(layouts[0], s) for s in start_points(layouts[0], item[layouts[0]], key, PLAYERS)]
+                  if layouts else [None])
         dist = item.get("dist", "normal")
         if dist not in INIT_DISTS:
             raise StudyError(f"{key}.dist", f"{dist!r} is not accepted: expected one of "
@@ -431,10 +449,19 @@ def _init_alternatives(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any], 
                 for pname, v in given.items():
                     _check_value(v, f"{key}.{player}.{pname}")
                 values[player] = dict(given)
-            config = {"dist": dist, "scale": float(scale), **values}
-            cols = {"init.dist": dist, "init.scale": float(scale)}
-            cols.update({f"init.{p}.{n}": v for p in PLAYERS for n, v in values[p].items()})
-            out.append((config, cols, key))
+            for start in starts:   # one start, or a grid's / Sobol sample's (the chosen coordinates)
+                vals = values
+                if start is not None:
+                    for player in PLAYERS:
+                        for pname in set(start[1][player]) & set(values[player]):
+                            raise StudyError(f"{key}.{layouts[0]}.{player}.{pname}",
+                                             f"{player}.{pname} is also given explicitly under "
+                                             f"{key}.{player}: give it in one place")
+                    vals = {p: {**values[p], **start[1][p]} for p in PLAYERS}
+                config = {"dist": dist, "scale": float(scale), **vals}
+                cols = {"init.dist": dist, "init.scale": float(scale)}
+                cols.update({f"init.{p}.{n}": v for p in PLAYERS for n, v in vals[p].items()})
+                out.append((config, cols, key, start))
     return out
 
 
@@ -446,9 +473,25 @@ def _check_value(v: Any, key: str) -> None:
         raise StudyError(key, f"{v!r} is not accepted: expected a number or a (nested) list of numbers")
 
 
-def _check_init(init: dict[str, Any], game: dict[str, Any], key: str) -> None:
-    """Explicit initial values must name the game's parameters and fit their shapes."""
+def _check_init(init: dict[str, Any], game: dict[str, Any], key: str,
+                start: tuple[str, dict[str, Any]] | None = None) -> None:
+    """Explicit initial values must name the game's parameters and fit their shapes; a grid's or a
+    Sobol sample's coordinates (``start``: the layout's name and one start) must be parameters of
+    one element."""
     shapes = _built(game).shapes()
+    if start is not None:
+        layout, coords = start
+        scalars = [f"{p}.{n}" for p, named in shapes.items() for n, s in named.items()
+                   if int(np.prod(s, dtype=np.int64)) == 1]
+        for player in PLAYERS:
+            for pname in coords[player]:
+                shape = shapes.get(player, {}).get(pname)
+                if shape is None or int(np.prod(shape, dtype=np.int64)) != 1:
+                    what = "no such parameter" if shape is None else f"shape {shape}"
+                    raise StudyError(f"{key}.{layout}.{player}.{pname}",
+                                     f"{player}.{pname} ({what} in game {_label(GAMES, game)!r}) "
+                                     f"is not accepted: a grid or Sobol coordinate is a parameter "
+                                     f"of one element; accepted: {', '.join(scalars) or 'none'}")
     for player in PLAYERS:
         if init[player] and player not in shapes:
             raise StudyError(f"{key}.{player}", f"game {_label(GAMES, game)!r} has no player "
