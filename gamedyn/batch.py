@@ -117,8 +117,10 @@ def _run_batch(runs: list[Run], thresholds: dict[str, float] | None, device: str
     lyap_cfg = lyapunov.setting(cfg.get("lyapunov"), game)
     lyap = lyapunov.run_exponents(game, rule, optimizers, params, state, lyap_cfg,  # from the end
                                   regularizer=regularizer)
-    return _collect(runs, recorder, state["counts"], th, wall, recorder.steps[i], predicted, stepper,
-                    None if lyap is None else (*(a[:len(runs)] for a in lyap), lyap_cfg["steps"]))
+    result = _collect(runs, recorder, state["counts"], th, wall, recorder.steps[i], predicted, stepper,
+                      None if lyap is None else (*(a[:len(runs)] for a in lyap), lyap_cfg["steps"]))
+    result.runs = result.runs.assign(**game.final_columns(params, len(runs)))  # e.g. final weights
+    return result
 
 
 def _collect(runs: list[Run], recorder: Recorder, counts: dict[str, torch.Tensor], th: dict[str, float],

@@ -28,6 +28,8 @@ constructor's arguments. :class:`BatchedModule` then makes R networks of that cl
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import traceback
 from collections.abc import Sequence
@@ -176,3 +178,45 @@ class BatchedModule:
             for n, p in module.named_parameters():
                 p.copy_(params[n][run])
         return module
+
+
+# --- final weights, saved in the runs table ------------------------------------------------------
+
+_MAGIC = b"gamedyn-players 1\n"
+
+
+def encode_players(game: dict[str, Any], dtype: torch.dtype, params: dict[str, dict[str, Tensor]],
+                   run: int) -> str:
+    """Run ``run``'s parameters as text (base64, so that a runs table stores it as a string): a JSON
+    header line (the game's resolved config, the dtype, each parameter's player, name and shape) and
+    the values, raw, in that order. Deterministic (the same run gives the same text), and
+    self-contained: :func:`decode_players` needs nothing else."""
+    names = [(p, n, list(t.shape[1:])) for p, named in params.items() for n, t in named.items()]
+    header = json.dumps({"game": game, "dtype": str(dtype).removeprefix("torch."), "params": names},
+                        sort_keys=True)
+    values = [params[p][n][run].detach().cpu().contiguous().numpy().tobytes() for p, n, _ in names]
+    return base64.b64encode(_MAGIC + header.encode() + b"\n" + b"".join(values)).decode("ascii")
+
+
+def decode_players(text: str) -> dict[str, nn.Module]:
+    """The players saved by :func:`encode_players`, as modules of the user's classes holding that
+    run's weights: ``{"gen": generator, "disc": discriminator}``."""
+    from .games import GAMES
+
+    blob = base64.b64decode(text)
+    if not blob.startswith(_MAGIC):
+        raise ValueError("not a gamedyn players blob")
+    header, _, values = blob[len(_MAGIC):].partition(b"\n")
+    meta = json.loads(header)
+    dtype = getattr(torch, meta["dtype"])
+    config = meta["game"]
+    cls = GAMES.get(config["name"])
+    game = cls.build([{k: v for k, v in config.items() if k != "name"}], dtype)
+    flat = np.frombuffer(values, dtype=torch.empty((), dtype=dtype).numpy().dtype)
+    params: dict[str, dict[str, Tensor]] = {}
+    at = 0
+    for player, name, shape in meta["params"]:
+        size = math.prod(shape)
+        params.setdefault(player, {})[name] = torch.from_numpy(flat[at:at + size].copy()).reshape(1, *shape)
+        at += size
+    return game.players_of_run(params, 0)

@@ -335,6 +335,22 @@ class Results:
             run_id=t["run_id"].cat.set_categories(self.runs["run_id"].rename(None)),
             variable=t["variable"].cat.set_categories(streaming.table_variables(path)))
 
+    def players(self, run_id: str) -> dict[str, Any]:
+        """Run ``run_id``'s final players as modules of the user's classes, ``{"gen": generator,
+        "disc": discriminator}`` (``torch.nn.Module`` objects holding its final weights), for a game
+        that saves them (``module_gan`` with ``save_players: true``, the default): the runs table's
+        ``players`` column, decoded by :func:`gamedyn.modules.decode_players`."""
+        from .modules import decode_players
+
+        row = self.runs.loc[self.runs["run_id"] == run_id]
+        if row.empty:
+            raise KeyError(f"no run {run_id!r} in {self.path}")
+        blob = row["players"].iloc[0] if "players" in row else None
+        if not isinstance(blob, str):
+            raise StudyError("save_players", f"run {run_id!r} ({row['game_label'].iloc[0]}) kept no final "
+                                             f"weights: module_gan keeps them with save_players: true")
+        return decode_players(blob)
+
     def wide(self, variables: list[str] | None = None) -> pd.DataFrame:
         """Trajectories pivoted to one row per (run, step), one column per variable, joined with
         the runs' config columns — handy for phase-plane plots. With ``variables``, only those are

@@ -312,3 +312,29 @@ def test_what_works_instead_of_batchnorm_does(tmp_path):
         plain = game.gen_net.load_run(params["gen"], r)
         torch.testing.assert_close(x[r], plain(z[r]), rtol=1e-12, atol=1e-12)
     assert math.isfinite(x.sum().item())
+
+
+# --- final players -------------------------------------------------------------------------------
+
+def test_results_give_back_each_runs_final_players_as_the_users_modules(tmp_path):
+    from gamedyn import load, run_study
+
+    run_study(make_study(spec(seeds=2, steps=4)), out=tmp_path, jobs=1, progress=False)
+    res = load(tmp_path / "t")
+    traj = res.trajectories
+    mod = nets_module()
+    for run_id in res.runs["run_id"]:
+        players = res.players(run_id)
+        assert isinstance(players["gen"], mod.Generator) and isinstance(players["disc"], mod.Discriminator)
+        last = traj[(traj["run_id"] == run_id) & (traj["step"] == 4)]
+        recorded = dict(zip(last["variable"].astype(str), last["value"]))
+        for player, net in (("gen", players["gen"]), ("disc", players["disc"])):
+            for name, p in net.named_parameters():   # the recorder's norms of the stacked weights
+                assert torch.linalg.norm(p).item() == pytest.approx(recorded[f"norm.{player}.{name}"],
+                                                                    rel=1e-6)
+        assert players["gen"](torch.zeros(3, 4)).shape == (3, 1, 8, 8)
+    run_study(make_study(spec({"save_players": False}, name="u", seeds=1, steps=1)), out=tmp_path,
+              jobs=1, progress=False)
+    res = load(tmp_path / "u")
+    with pytest.raises(StudyError, match="save_players: true"):
+        res.players(res.runs["run_id"].iloc[0])

@@ -65,6 +65,12 @@ class Game(Component):
         Default: none."""
         return ()
 
+    def final_columns(self, params: Params, n_runs: int) -> dict[str, list]:
+        """Columns of the runs table computed from the final parameters of the first ``n_runs`` runs
+        (e.g. ``module_gan``'s saved weights, :meth:`gamedyn.results.Results.players`). Default:
+        none."""
+        return {}
+
     def metrics(self, params: Params) -> dict[str, Tensor]:
         """Extra per-run quantities [R] to record along the trajectory (fit to the data, gradient
         diagnostics…), named as trajectory variables. Evaluated at record steps only, with gradients

@@ -34,7 +34,7 @@ class ModuleGan(SampleGame):
         loss: non_saturating                # minimax, maximum_likelihood, wgan, hinge, relativistic
         batch: 64                           # real and generated samples per loss evaluation
 
-    The players are :class:`gamedyn.modules.BatchedModule`\\ s (``torch.func`` over the run axis; each
+    The players are :class:`gamedyn.modules.BatchedModule` objects (``torch.func`` over the run axis; each
     run's weights the class's own initialisation under its seed; BatchNorm with running statistics
     and dropout refused with a one-line error). The generator maps latents [n, dim] to samples shaped
     like the data's ([n, *shape], or flattened [n, size]: digits [n, 1, 8, 8] or [n, 64]); the
@@ -59,6 +59,10 @@ class ModuleGan(SampleGame):
     D = σ(a) on data and samples; for wgan, hinge and relativistic the mean output a) and
     ``fit.energy``, the energy distance between generated and data samples in data space (pixels
     for images; Székely & Rizzo 2013). ``fit`` is n/a (image fit labels are not decided yet).
+
+    With ``save_players`` (default), each run's final weights are kept in the runs table (column
+    ``players``) and :meth:`gamedyn.results.Results.players` gives them back as modules of the
+    user's classes.
     """
 
     params = {
@@ -70,6 +74,8 @@ class ModuleGan(SampleGame):
                       choices=tuple(costs.NAMED_LOSSES)),
         "batch": Param(int, 64, "real and generated samples per loss evaluation", low=1),
         "eval_samples": Param(int, 256, "fixed evaluation sample size for the recorded metrics", low=2),
+        "save_players": Param(bool, True, "keep each run's final weights (runs table column "
+                                          "`players`; Results.players(run_id))"),
     }
 
     @classmethod
@@ -212,6 +218,14 @@ class ModuleGan(SampleGame):
                 "disc_fake": fit.last_valid(series["D.fake"], n_valid)}
 
     # --- the players as modules ------------------------------------------------------------
+
+    def final_columns(self, params: Params, n_runs: int) -> dict[str, list]:
+        """``players``: each run's final weights (:func:`gamedyn.modules.encode_players`), where
+        ``save_players``."""
+        if not self.save_players:
+            return {}
+        config = {"name": self.name, **{k: getattr(self, k) for k in self.params}}
+        return {"players": [modules.encode_players(config, self.dtype, params, r) for r in range(n_runs)]}
 
     def players_of_run(self, params: Params, run: int) -> dict[str, torch.nn.Module]:
         """Run ``run``'s generator and discriminator as plain modules of the user's classes."""
