@@ -1,0 +1,230 @@
+"""Spectra and rotation along training: the game Jacobian's eigenvalues, its potential/Hamiltonian
+split, the update map's eigenvalues, and the path-angle, all over the run axis.
+
+At a point z of a game with simultaneous field ξ(z) = (∇_gen L_gen, ∇_disc L_disc), H = ∂ξ/∂z is
+the game Jacobian (:func:`gamedyn.stability.field_jacobian`, exact, one Jacobian-vector product per
+coordinate). What it says:
+
+- **Rotation** (Mescheder, Nowozin & Geiger 2017, arXiv 1705.10461, §3): gradient play
+  ż = −ξ(z) is attracted along eigenvalues λ of H with Re λ > 0 and rotates along Im λ; an
+  eigenvalue with small real and large imaginary part makes the discrete steps spiral or cycle.
+  :func:`summary` gives the largest real part, the largest |Im λ|, and the *rotation index*
+  max |Im λ / Re λ| (∞ where an eigenvalue with Im λ ≠ 0 has Re λ = 0).
+- **Potential/Hamiltonian split** (Balduzzi et al. 2018, "The Mechanics of n-Player Differentiable
+  Games", arXiv 1802.05642, §3): H = S + A with S = (H + Hᵀ)/2 symmetric and A = (H − Hᵀ)/2
+  antisymmetric. A potential game (ξ = ∇φ) has A = 0; a Hamiltonian game (zero-sum bilinear) has
+  S = 0. The two parts are orthogonal in the Frobenius inner product, ‖H‖² = ‖S‖² + ‖A‖², so
+  ``A_share`` = ‖A‖²/‖H‖² is the share of rotation in the game's linear part. Along the field,
+  ⟨ξ, Sξ⟩ = ⟨ξ, Hξ⟩ (gradient flow changes ½‖ξ‖² at the rate −⟨ξ, Sξ⟩) while ⟨ξ, Aξ⟩ = 0 for
+  every ξ (A is antisymmetric), so the rotation's size along the field is reported as ‖Aξ‖ (the
+  term that symplectic gradient adjustment adds, Aᵀξ), beside ‖Sξ‖.
+- **Update map**: the eigenvalues of the Jacobian F′ of one whole step of the rule with its
+  optimizers (:class:`gamedyn.stability.StepMap`), whose moduli say whether the discrete
+  iteration contracts (|μ| < 1) near that point.
+- **Path-angle** (Berard et al. 2020, "A Closer Look at the Optimization Landscapes of Generative
+  Adversarial Networks", ICLR 2020, arXiv 1906.04848, §4): on the straight line
+  θ_α = (1 − α)θ₁ + αθ₂ between two checkpoints, the cosine between the joint field v(θ_α) = ξ(θ_α)
+  and the line's direction θ₁ − θ₂, and ‖v‖², for α ∈ [−0.1, 1.1] (:func:`path_angle`). Near a
+  locally stable point the cosine crosses zero with the norm at a minimum; rotation shows as a
+  cosine near 0 along the whole path (the field turns around the line instead of along it).
+
+:func:`along` computes these at chosen record steps of a finished study, from its recorded
+coordinates (small players record every parameter, :mod:`gamedyn.record`): post hoc, so training is
+untouched and a study pays nothing unless asked. The update map is linearised there with the state
+``rule.init`` gives at those parameters (zero momentum, the field at that point as history): exact
+for stateless rules with plain SGD, and the training state itself at fixed points.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import tree
+from .games.base import Game, Params
+from .optim.base import Optimizer
+from .regularizers.base import Regularizer
+from .rules.base import Rule
+from .rules.context import Context
+from .stability import StepMap, field_jacobian
+
+Tensor = torch.Tensor
+#: The path-angle's default α: from −0.1 to 1.1 (Berard et al. 2020).
+ALPHAS = np.linspace(-0.1, 1.1, 49)
+
+
+def eigenvalues(J: Tensor) -> Tensor:
+    """The eigenvalues ``[R, n]`` (complex) of each run's matrix ``J`` ``[R, n, n]``
+    (``torch.linalg.eigvals``), sorted per run by decreasing real part, then decreasing imaginary
+    part (so conjugate pairs are adjacent, +Im first); NaN for a run whose matrix is not finite."""
+    ok = torch.isfinite(J).all(-1).all(-1)
+    safe = torch.where(ok[:, None, None], J, torch.zeros_like(J))
+    lam = torch.linalg.eigvals(safe)
+    re, im = lam.real.numpy(), lam.imag.numpy()
+    order = np.lexsort((-np.round(im, 12), -np.round(re, 12)), axis=-1)
+    lam = torch.as_tensor(np.take_along_axis(lam.numpy(), order, -1))
+    return torch.where(ok[:, None], lam, torch.full_like(lam, complex(np.nan, np.nan)))
+
+
+def summary(lam: Tensor) -> dict[str, np.ndarray]:
+    """Per run [R], of eigenvalues ``lam`` ``[R, n]``: ``re_max`` = max Re λ, ``im_max`` =
+    max |Im λ|, and ``rotation_index`` = max |Im λ / Re λ| (Mescheder et al. 2017; 0 for a real
+    spectrum, ∞ where an eigenvalue with Im λ ≠ 0 has Re λ = 0)."""
+    re, im = lam.real.numpy(), lam.imag.numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(im == 0, 0.0, np.abs(im) / np.abs(re))
+    return {"re_max": re.max(-1), "im_max": np.abs(im).max(-1), "rotation_index": ratio.max(-1)}
+
+
+def decomposition(H: Tensor, xi: Tensor) -> dict[str, np.ndarray]:
+    """The potential/Hamiltonian split of H ``[R, m, m]`` at the field ξ ``[R, m]`` (Balduzzi et
+    al. 2018; see the module docstring), per run [R]: ``S_norm`` = ‖S‖_F, ``A_norm`` = ‖A‖_F,
+    ``A_share`` = ‖A‖²/‖H‖² (NaN where H = 0), ``xi_S_xi`` = ⟨ξ, Sξ⟩, ``S_xi_norm`` = ‖Sξ‖,
+    ``A_xi_norm`` = ‖Aξ‖ (⟨ξ, Aξ⟩ vanishes identically)."""
+    S = (H + H.transpose(-1, -2)) / 2
+    A = (H - H.transpose(-1, -2)) / 2
+    s2, a2 = (S ** 2).sum((-1, -2)), (A ** 2).sum((-1, -2))
+    Sxi, Axi = (S @ xi[..., None])[..., 0], (A @ xi[..., None])[..., 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = (a2 / (s2 + a2)).numpy()
+    return {"S_norm": s2.sqrt().numpy(), "A_norm": a2.sqrt().numpy(), "A_share": share,
+            "xi_S_xi": (xi * Sxi).sum(-1).numpy(), "S_xi_norm": Sxi.norm(dim=-1).numpy(),
+            "A_xi_norm": Axi.norm(dim=-1).numpy()}
+
+
+def field(game: Game, params: Params, regularizer: Regularizer | None = None) -> Tensor:
+    """The simultaneous field ξ at ``params``, flattened per run ``[R, m]`` (gen's coordinates,
+    then disc's, as :func:`gamedyn.stability.field_jacobian` orders them)."""
+    ctx = Context(game, {}, regularizer=regularizer)
+    with torch.enable_grad():
+        return tree.ravel(tree.detach(ctx.grad(params)))
+
+
+def at(game: Game, params: Params, *, rule: Rule | None = None,
+       optimizers: dict[str, Optimizer] | None = None,
+       regularizer: Regularizer | None = None) -> dict[str, Any]:
+    """Everything of the module docstring at ``params`` (R runs): ``eig`` the game Jacobian's
+    eigenvalues ``[R, m]``, its :func:`summary` and :func:`decomposition` columns, and with a
+    ``rule`` and its ``optimizers`` ``map_eig`` the update map's eigenvalues ``[R, n]`` and
+    ``map_radius`` = max |μ| (with the state ``rule.init`` gives at ``params``)."""
+    H = field_jacobian(game, regularizer=regularizer, params=params)
+    lam = eigenvalues(H)
+    out: dict[str, Any] = {"eig": lam, **summary(lam),
+                           **decomposition(H, field(game, params, regularizer))}
+    if rule is not None:
+        step = StepMap(game, rule, optimizers or {}, regularizer=regularizer, params=params)
+        mu = eigenvalues(step.jacobian())
+        out["map_eig"] = mu
+        out["map_radius"] = mu.abs().numpy().max(-1)
+    return out
+
+
+def path_angle(game: Game, start: Params, end: Params, alphas: np.ndarray = ALPHAS,
+               regularizer: Regularizer | None = None) -> dict[str, np.ndarray]:
+    """The path-angle of Berard et al. 2020 on the line θ_α = (1 − α)·``start`` + α·``end`` (both
+    players, every run at once): for each α of ``alphas`` [K], ``cosine`` [R, K] =
+    ⟨v, θ₁ − θ₂⟩/(‖v‖ ‖θ₁ − θ₂‖) with v = ξ(θ_α) the joint field, and ``norm2`` [R, K] = ‖v‖²
+    (NaN cosine where v = 0 or the checkpoints coincide). One field evaluation per α."""
+    d = tree.map(lambda a, b: a - b, start, end)
+    cos, norm2 = [], []
+    for a in np.asarray(alphas, dtype=float):
+        theta = tree.map(lambda s, e, a=a: (1 - a) * s + a * e, start, end)
+        v = field(game, theta, regularizer)
+        dd = tree.ravel(d)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cos.append(((v * dd).sum(1) / (v.norm(dim=1) * dd.norm(dim=1))).numpy())
+        norm2.append((v ** 2).sum(1).numpy())
+    return {"alpha": np.asarray(alphas, dtype=float), "cosine": np.stack(cos, 1),
+            "norm2": np.stack(norm2, 1)}
+
+
+def _components(configs: list[dict[str, Any]], plugins: tuple[str, ...] = ()) -> tuple:
+    """The game, rule, optimizers and regularizer of runs that share structure, built for
+    ``configs`` (one per run), as a batch builds them."""
+    from . import plugins as plugin_mod
+    from .games import GAMES
+    from .optim import OPTIMIZERS
+    from .random import Streams
+    from .regularizers import REGULARIZERS
+    from .rules import RULES
+
+    for spec in plugins:
+        plugin_mod.load(spec)
+    cfg = configs[0]
+    dtype = getattr(torch, cfg["dtype"])
+    game = GAMES.get(cfg["game"]["name"]).build([c["game"] for c in configs], dtype)
+    rule = RULES.get(cfg["rule"]["name"]).build([c["rule"] for c in configs], dtype)
+    opts = {p: OPTIMIZERS.get(cfg["optimizer"][p]["name"]).build(
+        [c["optimizer"][p] for c in configs], dtype) for p in game.players}
+    reg = REGULARIZERS.get(cfg["regularizer"]["name"]).build([c["regularizer"] for c in configs],
+                                                            dtype)
+    game.rng = Streams(torch.tensor([c["seed"] for c in configs], dtype=torch.int64))
+    return game, rule, opts, reg
+
+
+def along(results: Any, steps: list[int] | None = None, update_map: bool = True
+          ) -> pd.DataFrame:
+    """A side table of spectra along training: for every run of ``results`` (a
+    :class:`gamedyn.results.Results`) and each of ``steps`` (default: every recorded step) where
+    the run has a record, one row with ``run_id``, ``step``, the :func:`summary` and
+    :func:`decomposition` columns, ``map_radius``, and the eigenvalues as ``eig.re.i``,
+    ``eig.im.i`` (game Jacobian) and ``map.re.i``, ``map.im.i`` (update map), sorted as
+    :func:`eigenvalues` sorts them. The parameters are read from the recorded coordinates, so
+    every player must record each of its parameters (at most
+    :data:`gamedyn.record.MAX_COORDS`); ValueError otherwise. Runs that share structure (a batch's)
+    are evaluated together, all their records stacked on the run axis."""
+    from .study import make_study
+
+    study = make_study(results.study)
+    by_id = {r.run_id: r for r in study.runs}
+    done = set(results.runs["run_id"])
+    frames = []
+    for batch in study.batches():
+        batch = [r for r in batch if r.run_id in done]
+        if not batch:
+            continue
+        shapes = _components([batch[0].config], batch[0].plugins)[0].shapes()
+        names = [(p, n, s) for p, named in shapes.items() for n, s in named.items()]
+        coords = [c for p, n, s in names for c in _coord_names(p, n, s)]
+        t = results.trajectories_for([r.run_id for r in batch], variables=coords, steps=steps)
+        if t.empty:
+            continue
+        if set(t["variable"].astype(str)) != set(coords):
+            raise ValueError("spectra need every parameter recorded: players of at most "
+                             "gamedyn.record.MAX_COORDS coordinates")
+        wide = t.pivot_table(index=["run_id", "step"], columns="variable", values="value",
+                             observed=True).reset_index().dropna()
+        wide["run_id"] = wide["run_id"].astype(str)
+        configs = [by_id[r].config for r in wide["run_id"]]
+        game, rule, opts, reg = _components(configs, batch[0].plugins)
+        flat = torch.tensor(wide[coords].to_numpy(float), dtype=game.dtype)
+        blocks = tree.split(flat, [s for _, _, s in names])
+        params: Params = {p: {} for p in shapes}
+        for (p, n, _), b in zip(names, blocks):
+            params[p][n] = b.contiguous()
+        res = at(game, params, rule=rule if update_map else None, optimizers=opts,
+                 regularizer=reg)
+        out = {"run_id": wide["run_id"].to_numpy(), "step": wide["step"].to_numpy(int)}
+        out.update({k: v for k, v in res.items() if k not in ("eig", "map_eig")})
+        for key, prefix in (("eig", "eig"), ("map_eig", "map")):
+            if key in res:
+                lam = res[key].numpy()
+                for i in range(lam.shape[1]):
+                    out[f"{prefix}.re.{i}"] = lam[:, i].real
+                    out[f"{prefix}.im.{i}"] = lam[:, i].imag
+        frames.append(pd.DataFrame(out))
+    if not frames:
+        return pd.DataFrame(columns=["run_id", "step"])
+    table = pd.concat(frames, ignore_index=True)
+    rank = {rid: i for i, rid in enumerate(results.runs["run_id"])}
+    order = np.lexsort((table["step"].to_numpy(), table["run_id"].map(rank).to_numpy()))
+    return table.iloc[order].reset_index(drop=True)
+
+
+def _coord_names(player: str, name: str, shape: tuple[int, ...]) -> list[str]:
+    from .record import _coord_names as names
+
+    return names(player, name, shape)
