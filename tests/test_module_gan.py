@@ -338,3 +338,22 @@ def test_results_give_back_each_runs_final_players_as_the_users_modules(tmp_path
     res = load(tmp_path / "u")
     with pytest.raises(StudyError, match="save_players: true"):
         res.players(res.runs["run_id"].iloc[0])
+
+
+def test_the_digits_study_runs_shrunk_and_draws_its_samples(tmp_path):
+    """studies/digits_gan.yaml as shipped (its plugin module relative to it), with a tiny budget."""
+    import yaml
+
+    from gamedyn import run_study
+    from gamedyn.report import write_report
+
+    source = ROOT / "studies" / "digits_gan.yaml"
+    study = load_study(source)
+    assert study.runs[0].plugins == (str(ROOT / "studies" / "plugins" / "digits_mlp.py"),)
+    shrunk = yaml.safe_load(source.read_text())
+    shrunk.update(steps=2, record_every=1, seeds=2)
+    shrunk["game"]["generator"]["module"] = shrunk["game"]["discriminator"]["module"] = NETS
+    results = run_study(make_study(shrunk), out=tmp_path, jobs=1, progress=False)
+    assert results.runs["stop_reason"].isna().all()
+    (path,) = write_report(results)
+    assert path.name == "image_samples.png" and path.stat().st_size > 10_000
