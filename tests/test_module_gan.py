@@ -141,7 +141,8 @@ def test_every_rule_steps_module_players(rule):
 
 @pytest.mark.parametrize("loss, regularizer", [("minimax", "r1"), ("maximum_likelihood", "none"),
                                                ("wgan", "wgan_gp"), ("hinge", "r2"),
-                                               ("relativistic", "r1")])
+                                               ("relativistic", "r1"), ("wgan", "clip"),
+                                               ("non_saturating", "gradient_norm")])
 def test_each_loss_and_a_sample_regularizer_step_on_digits(loss, regularizer):
     res = run_batch(make_study(spec({"loss": loss}, regularizer=regularizer, seeds=2, steps=2,
                                     record_every=1)).batches()[0])
