@@ -90,7 +90,7 @@ def end_columns(steps: np.ndarray, signal: np.ndarray, coords: np.ndarray, n_val
     has_point = (conv | cyc) & np.isfinite(point).all(1)
     text = np.full(R, None, dtype=object)
     text[has_point] = [json.dumps([float(f"{v:.12g}") for v in p]) for p in point[has_point]]
-    return {"attractor_point": text,
+    return {"attractor_point": pd.array(text, dtype="str"),  # text, whether or not any run has one
             "attractor_radius_lo": np.where(cyc, r_lo, np.nan),
             "attractor_radius_hi": np.where(cyc, r_hi, np.nan),
             "settle_step": settle}

@@ -114,7 +114,7 @@ def _run_batch(runs: list[Run], thresholds: dict[str, float] | None, device: str
                 if not recorder.alive():
                     break
     wall = time.perf_counter() - start
-    lyap_cfg = lyapunov.setting(cfg.get("lyapunov"), game)
+    lyap_cfg = lyapunov.setting(cfg.get("lyapunov"), game, type(rule).work(cfg["rule"]))
     lyap = lyapunov.run_exponents(game, rule, optimizers, params, state, lyap_cfg,  # from the end
                                   regularizer=regularizer)
     result = _collect(runs, recorder, state["counts"], th, wall, recorder.steps[i], predicted, stepper,

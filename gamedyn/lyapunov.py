@@ -70,8 +70,11 @@ DEFAULTS: dict[str, int] = {"every": 5, "steps": 20}
 ACCEPTED = ("'off', or a mapping {every: k, steps: H} of integers >= 1 (defaults: every "
             f"{DEFAULTS['every']}, steps {DEFAULTS['steps']})")
 #: Without a ``lyapunov:`` key, exponents are computed for games with at most this many parameters
-#: per run (both players together).
+#: per run (both players together), under rules of at most :data:`MAX_WORK` evaluations per step
+#: (``Rule.work``: differentiating a step through inner loops — ``cgd``'s and ``lss``'s conjugate
+#: gradients, ``best_response``, ``unrolled`` — costs that many times a simple step's Jacobian).
 MAX_PARAMS = 100
+MAX_WORK = 10
 #: Up to this many state coordinates per run the whole spectrum is computed (column ``lyapunov``);
 #: above, the leading exponent only.
 SPECTRUM_MAX = 8
@@ -93,16 +96,18 @@ def validate(given: Any, key: str = "lyapunov") -> dict[str, int] | str:
     return out
 
 
-def setting(given: dict[str, int] | str | None, game: Game) -> dict[str, int] | None:
+def setting(given: dict[str, int] | str | None, game: Game, work: float = 1.0
+            ) -> dict[str, int] | None:
     """What a batch computes: None (no exponents) for ``"off"``; the given mapping; or, when the
     study says nothing (``given`` None), :data:`DEFAULTS` for a game with at most
-    :data:`MAX_PARAMS` parameters per run, else None."""
+    :data:`MAX_PARAMS` parameters per run under a rule of at most :data:`MAX_WORK` evaluations per
+    step (``work``), else None."""
     if given == "off":
         return None
     if given is None:
         n = sum(int(np.prod(s, dtype=np.int64)) for named in game.shapes().values()
                 for s in named.values())
-        return dict(DEFAULTS) if n <= MAX_PARAMS else None
+        return dict(DEFAULTS) if n <= MAX_PARAMS and work <= MAX_WORK else None
     return dict(given)
 
 

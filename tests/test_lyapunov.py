@@ -167,3 +167,17 @@ def test_the_study_key_is_validated_and_off_turns_the_columns_off():
     assert "lyapunov" not in make_study(base).runs[0].config   # the default leaves run ids alone
     runs, _ = simulate("bilinear", "simultaneous", steps=20, lyapunov="off")
     assert runs["lyapunov_1"].isna().all() and runs["lyapunov_agrees"].isna().all()
+
+
+def test_on_by_default_only_for_small_games_under_cheap_rules():
+    """Without the key: exponents for a game of <= 100 parameters under a rule of <= 10
+    evaluations per step; not where a step is differentiated through a long inner loop."""
+    game = GAMES.get("dirac").build([{"loss": "gan"}], torch.float64, "cpu")
+    work = {name: RULES.get(name).work(make_study({
+        "name": "w", "game": "dirac", "rules": [name], "optimizer": {"name": "sgd"}, "steps": 1,
+    }).runs[0].config["rule"]) for name in ("simultaneous", "sga", "cgd", "best_response")}
+    assert work == {"simultaneous": 1.0, "sga": 3.0, "cgd": 102.0, "best_response": 51.0}
+    assert [lyapunov.setting(None, game, w) is not None for w in work.values()] == [
+        True, True, False, False]
+    assert lyapunov.setting({"every": 2, "steps": 4}, game, 102.0) == {"every": 2, "steps": 4}
+    assert lyapunov.setting("off", game, 1.0) is None

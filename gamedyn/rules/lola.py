@@ -36,6 +36,7 @@ class LOLA(Rule):
     two players) per step.
     """
 
+    evaluations = 5.0  # a field and four Hessian-vector products
     params = {"alpha": ALPHA}
 
     def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:

@@ -31,6 +31,7 @@ class LookAheadOpponent(Rule):
     two players) per step; on a one-player game none (it is then gradient descent).
     """
 
+    evaluations = 3.0  # a field and two Hessian-vector products
     params = {"alpha": ALPHA}
 
     def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:

@@ -49,6 +49,10 @@ class LSS(Rule):
     iteration (Hᵀ(Hp)), per run its own iterations.
     """
 
+    @classmethod
+    def work(cls, config):
+        return 2.0 + config["max_iter"]  # two Hessian-vector products per CG iteration, half of them
+
     params = {
         "damping": Param(float, 1e-6, "λ of (HᵀH + λI) v = Hᵀξ", low=0.0, per_run=True),
         "tol": Param(float, 1e-10, "CG stops when ‖residual‖ ≤ tol·‖Hᵀξ‖", low=0.0,

@@ -39,6 +39,7 @@ class SOS(Rule):
     players (4 for two players) per step.
     """
 
+    evaluations = 5.0  # a field and four Hessian-vector products
     params = {
         "alpha": ALPHA,
         "a": Param(float, 0.5, "a of p₁ = min(1, −a‖ξ₀‖²/⟨−αχ, ξ₀⟩)", low=0.0, high=1.0,
