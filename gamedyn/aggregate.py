@@ -148,18 +148,24 @@ def failed_configs(study: dict, failures: pd.DataFrame) -> pd.DataFrame | None:
     return pd.DataFrame([by_id[i] for i in failures["run_id"] if i in by_id])
 
 
+def varying(table: pd.DataFrame, by: list[str]) -> list[str]:
+    """Of the configuration columns ``by`` of ``table``, the ones that vary (``rule_label`` and
+    ``game_label`` stand for their components' parameters); the first of ``by`` when none does."""
+    labelled = {c.removesuffix("_label") for c in ("game_label", "rule_label", "regularizer_label")
+                if c in by and table[c].nunique(dropna=False) > 1}
+    keep = [c for c in by if table[c].nunique(dropna=False) > 1
+            and not (c in ("game", "rule", "regularizer") and f"{c}_label" in by)
+            and not c.startswith(tuple(f"{p}." for p in labelled))]
+    return keep or by[:1]
+
+
 def compact(table: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     """An :func:`aggregate` table for printing: of the configuration columns ``by`` (default: those
     before ``runs``) only the ones that vary (``rule_label`` and ``game_label`` stand for their
     components' parameters), ``runs`` (and ``failed seeds`` when any failed), each outcome that
     occurs as ``p [lo, hi]``, and each metric as ``median (IQR)`` (3 and 2 significant digits)."""
     by = list(table.columns[:list(table.columns).index("runs")]) if by is None else by
-    labelled = {c.removesuffix("_label") for c in ("game_label", "rule_label", "regularizer_label")
-                if c in by and table[c].nunique(dropna=False) > 1}
-    keep = [c for c in by if table[c].nunique(dropna=False) > 1
-            and not (c in ("game", "rule", "regularizer") and f"{c}_label" in by)
-            and not c.startswith(tuple(f"{p}." for p in labelled))]
-    out = table[keep or by[:1]].copy()
+    out = table[varying(table, by)].copy()
     out["runs"] = table["runs"]
     if table["failed"].any():
         out["failed seeds"] = table["failed_seeds"]

@@ -78,15 +78,22 @@ def _summary(results: Results, figures: list[Path], elapsed: float) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import expectation_note, seed_aggregates, summary, write_report
+    from .report import basin_fractions, expectation_note, seed_aggregates, summary, write_report
+    from .report_html import write_html
     from .results import failures_note, load
 
     results = load(args.results, warn=False)
     print(summary(results).to_string())
     print("\nper configuration, over seeds (outcome frequency [Wilson 95% interval]):")
-    print(seed_aggregates(results))
+    aggregate = results.aggregate()
+    print(seed_aggregates(results, aggregate))
+    basins = basin_fractions(results)
+    if basins is not None:
+        print("\nbasin fractions (each attractor's share of each configuration's starts):")
+        print(basins.to_string(index=False))
     for f in write_report(results):
         print(f"figure: {f}")
+    print(f"report: {write_html(results, aggregate)}")
     note = expectation_note(results)
     if note:
         print(note)
@@ -124,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     run.set_defaults(func=_run)
     ls = sub.add_parser("list", help="the games, rules and optimizers, with parameters and defaults")
     ls.set_defaults(func=lambda a: print(_catalogue()) or 0)
-    rep = sub.add_parser("report", help="summarise a results folder and draw its figures")
+    rep = sub.add_parser("report", help="summarise a results folder, draw its figures and write "
+                                       "report.html")
     rep.add_argument("results", help="a results folder, e.g. results/quickstart")
     rep.set_defaults(func=_report)
     args = parser.parse_args(argv)

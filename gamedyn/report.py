@@ -17,12 +17,32 @@ def summary(results: Results) -> pd.DataFrame:
             .value_counts().unstack(fill_value=0))
 
 
-def seed_aggregates(results: Results) -> str:
-    """The seed aggregates (:meth:`Results.aggregate`) as a printable table: the configurations
-    that vary, runs, each outcome's frequency with its Wilson 95 % interval, medians and IQRs."""
+def seed_aggregates(results: Results, table: pd.DataFrame | None = None) -> str:
+    """The seed aggregates (:meth:`Results.aggregate`, or ``table`` when given) as a printable
+    table: the configurations that vary, runs, each outcome's frequency with its Wilson 95 %
+    interval, medians and IQRs."""
     from .aggregate import compact
 
-    return compact(results.aggregate()).to_string(index=False)
+    return compact(results.aggregate() if table is None else table).to_string(index=False)
+
+
+def basin_fractions(results: Results) -> pd.DataFrame | None:
+    """Each attractor's share of each configuration's starts (:func:`gamedyn.basins.fractions`),
+    with only the configuration columns that vary and the shares to 2 decimals; None when the runs
+    have fewer than two attractor ids (one says nothing the outcome counts do not)."""
+    from .aggregate import default_by, varying
+    from .basins import fractions
+
+    runs = results.runs
+    if "attractor" not in runs or runs["attractor"].nunique() < 2:
+        return None
+    by = default_by(runs)
+    table = fractions(runs, by)
+    shares = list(table.columns[list(table.columns).index("runs") + 1:])
+    out = table[[*varying(table, by), "runs"]].copy()
+    for a in shares:
+        out[a] = [f"{x:.2f}" for x in table[a]]
+    return out
 
 
 def write_report(results: Results) -> list[Path]:

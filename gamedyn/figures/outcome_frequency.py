@@ -59,8 +59,10 @@ def outcome_frequency(results: Results, path: str | Path) -> Path:
             err = np.clip([p - lo, hi - p], 0, None)
             ax.errorbar(xv, p, yerr=err, color=COLOURS[lab], marker="o", ms=4,
                         capsize=2.5, lw=1.2, label=lab)
-        if log:
+        if log:   # ticks at the swept values: the minor ticks' labels of a short decade collide
             ax.set_xscale("log")
+            ax.set_xticks(np.unique(xs), [f"{v:g}" for v in np.unique(xs)])
+            ax.minorticks_off()
         if not numeric:
             ax.set_xticks(xs, sub[x].astype(str), rotation=30, ha="right", fontsize=7)
         ax.set_ylim(-0.03, 1.03)
@@ -77,8 +79,8 @@ def outcome_frequency(results: Results, path: str | Path) -> Path:
     handles, names = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncol=len(labels), fontsize=8,
                frameon=False)
-    fig.suptitle(f"{results.study['name']}: outcome frequency over seeds, Wilson 95% intervals",
-                 fontsize=9)
+    fig.suptitle(f"{results.study['name']}: outcome frequency over seeds,"
+                 + ("\n" if ncol == 1 else " ") + "Wilson 95% intervals", fontsize=9)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
