@@ -24,7 +24,7 @@ REPORT_FILE = "report.html"
 
 _CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
-       max-width: 1100px; margin: 2em auto; padding: 0 1.5em; }
+       max-width: 1280px; margin: 2em auto; padding: 0 1.5em; }
 h1 { font-size: 1.6em; margin-bottom: .2em; }
 h2 { font-size: 1.2em; border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
 .meta { color: #555; margin-top: 0; }
@@ -32,10 +32,10 @@ h2 { font-size: 1.2em; border-bottom: 1px solid #ddd; padding-bottom: .2em; marg
 .bad { background: #fdecec; border-left-color: #c62828; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 13px; margin: .5em 0; }
-th, td { padding: .25em .7em; text-align: right; white-space: nowrap; }
-th { background: #f2f2f2; border-bottom: 1px solid #bbb; }
+th, td { padding: .25em .7em; text-align: left; vertical-align: bottom; }
+td { white-space: nowrap; font-variant-numeric: tabular-nums; }
+th { background: #f2f2f2; border-bottom: 1px solid #bbb; min-width: 3em; }
 tr:nth-child(even) td { background: #fafafa; }
-td:first-child, th:first-child { text-align: left; }
 pre { background: #f6f8fa; padding: .8em; overflow-x: auto; font-size: 12.5px; }
 figure { margin: 1.5em 0; }
 figure img { max-width: 100%; border: 1px solid #eee; }
@@ -67,7 +67,7 @@ def _figure(png: Path, folder: Path) -> str:
 def _study(folder: Path, spec: dict) -> str:
     meta = folder / STUDY_FILE
     doc = yaml.safe_load(meta.read_text()) if meta.exists() else {}
-    resolved = yaml.safe_dump(spec, sort_keys=False)
+    resolved = yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100)
     source = (doc or {}).get("source")
     if not source:
         return _pre(resolved)
@@ -76,18 +76,21 @@ def _study(folder: Path, spec: dict) -> str:
 
 
 def _failures(results: Results) -> str:
+    """The failures: the one-line note, a row per failed batch, and per batch its runs and the
+    traceback of its first run (a batch's runs fail together)."""
     from .results import failures_note
 
     f = results.failures
-    shown = [c for c in ("run_id", "batch_id", "game_label", "rule_label", "error", "message")
-             if c in f]
     body = f'<p class="note bad">{html.escape(failures_note(results.path, f, len(results.runs)))}</p>'
-    body += _table(f[shown])
-    for batch, rows in f.groupby("batch_id", sort=False):
+    batches = f.groupby("batch_id", sort=False)
+    table = batches.agg(game_label=("game_label", "first"), rule_label=("rule_label", "first"),
+                        runs=("run_id", "size"), error=("error", "first"),
+                        message=("message", "first")).reset_index()
+    body += _table(table)
+    for batch, rows in batches:
         first = rows.iloc[0]
-        body += (f"<details><summary>traceback of batch {html.escape(str(batch))} "
-                 f"({html.escape(str(first['rule_label']))} on "
-                 f"{html.escape(str(first['game_label']))}, {len(rows)} runs)</summary>"
+        body += (f"<details><summary>batch {html.escape(str(batch))}: runs and traceback</summary>"
+                 f"<p>runs: {html.escape(', '.join(map(str, rows['run_id'])))}</p>"
                  + _pre(str(first["traceback"])) + "</details>")
     return body
 
@@ -105,8 +108,8 @@ def write_html(results: Results, aggregate: pd.DataFrame | None = None) -> Path:
     figures = sorted((folder / "figures").glob("*.png"))
 
     parts = [f"<h1>{html.escape(name)}</h1>",
-             f'<p class="meta">{len(results.runs)} runs'
-             + (f", {n_failed} failed" if n_failed else "")
+             f'<p class="meta">{len(results.runs) + n_failed} runs'
+             + (f": {len(results.runs)} finished, {n_failed} failed" if n_failed else "")
              + f" &middot; {html.escape(str(folder))} &middot; "
              + f"gamedyn.load('{html.escape(str(folder))}')</p>"]
     note = expectation_note(results)

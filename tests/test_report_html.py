@@ -73,7 +73,8 @@ def test_report_page_lists_the_failures_with_their_tracebacks(tmp_path, monkeypa
     assert "<h2>Failures</h2>" in page and "Basin fractions" not in page
     assert "2 of 4 runs failed" in page and "ZeroDivisionError" in page
     assert "no alternating &lt;today&gt;" in page and "<today>" not in page   # escaped
-    assert "traceback of batch" in page and "Traceback (most recent call last)" in page
+    assert page.count("runs and traceback</summary>") == res.failures["batch_id"].nunique()
+    assert "Traceback (most recent call last)" in page
     for run_id in res.failures["run_id"]:
         assert run_id in page
     assert "figures/phase_plane.png" in page   # the default figure
