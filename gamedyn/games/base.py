@@ -47,6 +47,15 @@ class Game(Component):
         """Each player's loss, a tensor of shape ``[R]``, at ``params``."""
         raise NotImplementedError
 
+    def gradients(self, params: Params) -> Params | None:
+        """Each player's gradient of its own loss in its own parameters, in closed form, or None
+        (the default: autograd differentiates :meth:`losses`). A closed form skips building and
+        running the backward graph, which is most of an eager step of a toy game. It is used for
+        plain gradients only — never where they are differentiated again (Hessian-vector products,
+        the stability analysis) nor under a regularizer that changes the losses — and
+        ``tests/test_closed_form.py`` checks every game's against autograd."""
+        return None
+
     def equilibrium(self) -> Params | None:
         """The equilibrium (per-run shapes, no run axis), or None when the game does not know one."""
         return None

@@ -49,5 +49,14 @@ class Bilinear(Game):
             value = ((x @ self.matrix) * y).sum(-1)
         return {"gen": value, "disc": -value}
 
+    def gradients(self, params: Params) -> Params:
+        """∇_x L = Ay, ∇_y (−L) = −Aᵀx."""
+        x, y = params["gen"]["x"].detach(), params["disc"]["y"].detach()
+        if self.dim <= SMALL_DIM:
+            ay, atx = (self.matrix * y[:, None, :]).sum(2), (x[:, :, None] * self.matrix).sum(1)
+        else:
+            ay, atx = y @ self.matrix.T, x @ self.matrix
+        return {"gen": {"x": ay}, "disc": {"y": -atx}}
+
     def equilibrium(self) -> Params:
         return self.zeros()

@@ -51,5 +51,16 @@ class Dirac(SampleGame):
         return costs.gan_losses(self.loss, -self.disc_logit(params, xr), wr,
                                 -self.disc_logit(params, xf), wf)
 
+    def gradients(self, params: Params) -> Params:
+        """With t = ψθ and f′(t) = σ(−t) (gan, nsgan; :func:`gamedyn.costs.sigmoid`, exact at any t)
+        or 1 (wgan): ∇_θ L_gen = ψ f′(t) (gan, wgan), ψ f′(−t) (nsgan); ∇_ψ L_disc = −θ f′(t)."""
+        theta, psi = params["gen"]["theta"].detach(), params["disc"]["psi"].detach()
+        if self.loss == "wgan":
+            return {"gen": {"theta": psi}, "disc": {"psi": -theta}}
+        t = psi * theta
+        slope = costs.sigmoid(-t)
+        gen = psi * (costs.sigmoid(t) if self.loss == "nsgan" else slope)
+        return {"gen": {"theta": gen}, "disc": {"psi": -(theta * slope)}}
+
     def equilibrium(self) -> Params:
         return self.zeros()

@@ -103,13 +103,26 @@ class Context:
         players = tuple(players or self.game.players)
         if self.memo is not None and (hit := self.memo.get(params, players)) is not None:
             return hit
+        if (closed := self._closed_form(params)) is not None:
+            return {p: closed[p] for p in players}
         return self.losses_and_grad(params, players)[1]
+
+    def _closed_form(self, params: Params) -> Params | None:
+        """The game's closed-form gradients (:meth:`Game.gradients`) where they are what autograd
+        would give: not differentiated again, and the losses the game's own."""
+        if self.create_graph or (self.regularizer is not None and self.regularizer.changes_losses):
+            return None
+        return self.game.gradients(params)
 
     @torch.enable_grad()
     def losses_and_grad(self, params: Params, players: Iterable[str] | None = None
                         ) -> tuple[dict[str, Tensor], Params]:
         """:meth:`grad`, with the players' losses (detached) of the same evaluation."""
         players = tuple(players or self.game.players)
+        if (closed := self._closed_form(params)) is not None:
+            with torch.no_grad():
+                losses = self.losses(tree.detach(params))
+            return losses, {p: closed[p] for p in players}
         leaves = self._leaves(params)
         losses = self.losses(leaves)
         out: Params = {}
