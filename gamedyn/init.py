@@ -87,7 +87,8 @@ def _clean(v: float) -> float:
 def start_points(layout: str, spec: Any, key: str, players: tuple[str, ...] = ("gen", "disc")
                  ) -> list[dict[str, dict[str, float]]]:
     """The starts of an ``init: {grid: ...}`` or ``init: {sobol: ...}`` (``layout``), each as
-    explicit values ``{player: {parameter: value}}`` over the chosen coordinates.
+    explicit values ``{player: {parameter: value}}`` over the chosen coordinates, ``player`` one of
+    ``players`` (the names the study file uses for the game: :func:`gamedyn.players.names`).
 
     ``grid``: the product of ``numpy.linspace(low, high, points)`` over the coordinates, the first
     coordinate varying slowest. ``sobol``: the first ``n`` points of Owen-scrambled Sobol' sequence
@@ -115,7 +116,7 @@ def start_points(layout: str, spec: Any, key: str, players: tuple[str, ...] = ("
         parts = coord.split(".") if isinstance(coord, str) else []
         if len(parts) != 2 or parts[0] not in players or not parts[1]:
             raise StudyError(where, f"{coord!r} is not a coordinate: expected player.parameter "
-                                    f"with player one of {', '.join(players)} (e.g. gen.theta)")
+                                    f"with player one of {', '.join(players)} (e.g. {players[0]}.x)")
         size = 3 if layout == "grid" else 2
         ok = isinstance(value, list) and len(value) == size and all(
             isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in value)

@@ -31,6 +31,10 @@ Keys::
                                         # per batch where max_batch would not fit (gamedyn.memory)
     lyapunov: {every: 5, steps: 20}     # or off; Lyapunov exponents of each run's end (default: on
                                         # for games of <= 100 parameters per run; gamedyn.lyapunov)
+
+Players are named as the game names them (:mod:`gamedyn.players`): ``gen``/``disc`` above for GAN
+games, the game's own names otherwise (``optimizer: {p1: {lr: 0.2}}``, ``init: {p1: {x: 1.0}}``,
+``grid: {p1.x: ...}`` on ``tandem``); any other name is refused with the accepted ones.
 """
 
 from __future__ import annotations
@@ -54,11 +58,14 @@ from .errors import StudyError
 from .games import GAMES
 from .init import LAYOUTS, start_points
 from .optim import OPTIMIZERS
+from .players import accepted as accepted_players
+from .players import names as player_names
 from .plugins import resolve as resolve_plugins
 from .plugins import study_dir
 from .regularizers import REGULARIZERS
 from .rules import RULES
 
+#: The players of GAN games, as study files name them (other games' names: :mod:`gamedyn.players`).
 PLAYERS = ("gen", "disc")
 INIT_DISTS = ("normal", "uniform", "constant")
 KEYS = {
@@ -66,9 +73,11 @@ KEYS = {
     "description": "free text",
     "game": "a game name, a mapping with `name` and its parameters, or a list of these",
     "rules": "a list of rule names or mappings with `name` and parameters",
-    "optimizer": "a mapping: `name` and parameters for both players, `gen:`/`disc:` overrides",
-    "init": "a mapping: `dist`, `scale`, `gen:`/`disc:` explicit values, and/or `grid:`/`sobol:` "
-            "starts over chosen coordinates; or a list of these",
+    "optimizer": "a mapping: `name` and parameters for both players, per-player overrides under "
+                 "the players' names (`gen:`/`disc:` for GAN games)",
+    "init": "a mapping: `dist`, `scale`, explicit values under the players' names (`gen:`/`disc:` "
+            "for GAN games), and/or `grid:`/`sobol:` starts over chosen coordinates; or a list of "
+            "these",
     "seeds": "a number of seeds or a list of integer seeds",
     "steps": "an integer >= 1",
     "record_every": "an integer >= 1",
@@ -205,22 +214,37 @@ def make_study(spec: Any, source: str | None = None) -> Study:
     regularizers = _alternatives(REGULARIZERS, spec.get("regularizer", "none"), "regularizer",
                                  allow_single=True)
     rules = _alternatives(RULES, spec["rules"], "rules", allow_single=False)
-    optimizers = _optimizer_grid(spec["optimizer"])
-    inits = _init_alternatives(spec.get("init", {"dist": "normal", "scale": 1.0}))
+    # the study's player entries are each game's names (gen and disc for every GAN game)
+    rosters = {id(gcfg): player_names(_built(gcfg).players) for gcfg, _ in games}
+    optimizers, inits = {}, {}
+    for gcfg, _ in games:
+        roster = rosters[id(gcfg)]
+        if roster not in optimizers:
+            try:
+                optimizers[roster] = _optimizer_grid(spec["optimizer"], roster)
+                inits[roster] = _init_alternatives(spec.get("init", {"dist": "normal", "scale": 1.0}),
+                                                   roster)
+            except StudyError as e:
+                if len(games) > 1:   # say which game's players the entry missed
+                    raise StudyError(e.key, f"{e.message} (game {_label(GAMES, gcfg)!r})") from None
+                raise
 
     checked = set()
-    for (gcfg, _), (icfg, _, ikey, start) in itertools.product(games, inits):
-        if start is None or (ikey, id(gcfg)) not in checked:  # a layout's starts share their keys
-            _check_init(icfg, gcfg, ikey, start)
-            checked.add((ikey, id(gcfg)))
+    for gcfg, _ in games:
+        for icfg, _, ikey, start in inits[rosters[id(gcfg)]]:
+            if start is None or (ikey, id(gcfg)) not in checked:  # a layout's starts share keys
+                _check_init(icfg, gcfg, ikey, start)
+                checked.add((ikey, id(gcfg)))
     for (gcfg, _), (regcfg, _) in itertools.product(games, regularizers):
         _check_regularizer(regcfg, gcfg)
-    for (gcfg, _), (rcfg, _), (ocfg, _) in itertools.product(games, rules, optimizers):
-        _check_rule(rcfg, ocfg, gcfg)
+    for (gcfg, _), (rcfg, _) in itertools.product(games, rules):
+        for ocfg, _ in optimizers[rosters[id(gcfg)]]:
+            _check_rule(rcfg, ocfg, gcfg)
     points = []
     common = {"steps": steps, "record_every": record_every, "dtype": dtype}
-    for (gcfg, gcols), (rcfg, rcols), (regcfg, regcols), (ocfg, ocols), (icfg, icols, *_), seed in \
-            itertools.product(games, rules, regularizers, optimizers, inits, seeds):
+    for (gcfg, gcols), (rcfg, rcols), (regcfg, regcols), (ocfg, ocols), (icfg, icols, *_), seed in (
+            (g, *rest) for g in games for rest in itertools.product(
+                rules, regularizers, optimizers[rosters[id(g[0])]], inits[rosters[id(g[0])]], seeds)):
         config = {"game": gcfg, "rule": rcfg, "regularizer": regcfg, "optimizer": ocfg,
                   "init": icfg, "seed": seed, **common, **lyap}
         columns = {
@@ -356,8 +380,11 @@ def _alternatives(registry: Registry, spec: Any, key: str, allow_single: bool
     return out
 
 
-def _optimizer_grid(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Per-player optimizer configs and their columns, from shared keys plus gen:/disc: overrides.
+def _optimizer_grid(spec: Any, players: tuple[str, ...] = PLAYERS
+                    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Per-player optimizer configs and their columns, from shared keys plus per-player overrides
+    under ``players``' names (a game's, :func:`gamedyn.players.names`: gen and disc for GAN games);
+    a mapping under any other key names no player and is refused.
 
     A parameter appears as ``optimizer.<param>`` when it is shared, and as ``optimizer.gen.<param>`` /
     ``optimizer.disc.<param>`` when the study overrides it for a player (or the players' optimizers
@@ -365,9 +392,14 @@ def _optimizer_grid(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """
     if not isinstance(spec, dict):
         raise StudyError("optimizer", f"{spec!r} is not accepted: expected {KEYS['optimizer']}")
-    shared = {k: v for k, v in spec.items() if k not in PLAYERS}
+    for k, v in spec.items():
+        if isinstance(v, dict) and k not in players:
+            raise StudyError(f"optimizer.{k}", f"{k!r} is not a player of the game, so {v!r} "
+                                               f"overrides nothing; accepted players: "
+                                               f"{accepted_players(players)}")
+    shared = {k: v for k, v in spec.items() if k not in players}
     overrides = {}
-    for player in PLAYERS:
+    for player in players:
         o = spec.get(player, {})
         if not isinstance(o, dict):
             raise StudyError(f"optimizer.{player}", f"{o!r} is not accepted: expected a mapping of "
@@ -384,7 +416,7 @@ def _optimizer_grid(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     for point in _grid(flat):
         sh = {k[7:]: v for k, v in point.items() if k.startswith("shared.")}
         config, where = {}, {}
-        for player in PLAYERS:
+        for player in players:
             own = {k[len(player) + 1:]: v for k, v in point.items() if k.startswith(player + ".")}
             merged = {"name": "sgd", **sh, **own}
             key = f"optimizer.{player}" if "name" in own else "optimizer"
@@ -397,9 +429,9 @@ def _optimizer_grid(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
                 e.key = f"optimizer.{player}.{param}" if param in own else f"optimizer.{param}"
                 raise StudyError(e.key, e.message) from None
             where[player] = own
-        split = config["gen"]["name"] != config["disc"]["name"]
+        split = len({config[p]["name"] for p in players}) > 1
         cols = {}
-        for player in PLAYERS:
+        for player in players:
             for k, v in config[player].items():
                 if split or k in per_player_keys:
                     cols[f"optimizer.{player}.{k}"] = v
@@ -409,8 +441,10 @@ def _optimizer_grid(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     return out
 
 
-def _init_alternatives(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any], str, Any]]:
-    """Each initialisation: (config, columns, key path, start). ``scale`` lists are grid axes; an
+def _init_alternatives(spec: Any, players: tuple[str, ...] = PLAYERS
+                       ) -> list[tuple[dict[str, Any], dict[str, Any], str, Any]]:
+    """Each initialisation: (config, columns, key path, start), explicit values under ``players``'
+    names (a game's, :func:`gamedyn.players.names`). ``scale`` lists are grid axes; an
     init with ``grid:`` or ``sobol:`` gives one initialisation per start
     (:func:`gamedyn.init.start_points`: the chosen coordinates' values, the start, are explicit
     values; the other parameters come from ``dist``/``scale`` and the explicit values), else start
@@ -423,14 +457,15 @@ def _init_alternatives(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any], 
         if not isinstance(item, dict):
             raise StudyError(key, f"{item!r} is not accepted: expected {KEYS['init']}")
         for k in item:
-            if k not in ("dist", "scale", *PLAYERS, *LAYOUTS):
-                raise StudyError(f"{key}.{k}", "unknown key; accepted: dist, scale, gen, disc, "
-                                               "grid, sobol")
+            if k not in ("dist", "scale", *players, *LAYOUTS):
+                raise StudyError(f"{key}.{k}", f"unknown key; accepted: dist, scale, "
+                                               f"{accepted_players(players)} (the game's "
+                                               f"players), grid, sobol")
         layouts = [k for k in LAYOUTS if k in item]
         if len(layouts) > 1:
             raise StudyError(f"{key}.{layouts[1]}", f"one of {' or '.join(LAYOUTS)} per init, not "
                                                     "both (a list of inits gives alternatives)")
-        starts = ([(layouts[0], s) for s in start_points(layouts[0], item[layouts[0]], key, PLAYERS)]
+        starts = ([(layouts[0], s) for s in start_points(layouts[0], item[layouts[0]], key, players)]
                   if layouts else [None])
         dist = item.get("dist", "normal")
         if dist not in INIT_DISTS:
@@ -441,7 +476,7 @@ def _init_alternatives(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any], 
             if isinstance(scale, bool) or not isinstance(scale, int | float) or scale < 0:
                 raise StudyError(f"{key}.scale", f"{scale!r} is not accepted: expected a number >= 0")
             values = {}
-            for player in PLAYERS:
+            for player in players:
                 given = item.get(player, {})
                 if not isinstance(given, dict):
                     raise StudyError(f"{key}.{player}", f"{given!r} is not accepted: expected a "
@@ -452,15 +487,15 @@ def _init_alternatives(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any], 
             for start in starts:   # one start, or a grid's / Sobol sample's (the chosen coordinates)
                 vals = values
                 if start is not None:
-                    for player in PLAYERS:
+                    for player in players:
                         for pname in set(start[1][player]) & set(values[player]):
                             raise StudyError(f"{key}.{layouts[0]}.{player}.{pname}",
                                              f"{player}.{pname} is also given explicitly under "
                                              f"{key}.{player}: give it in one place")
-                    vals = {p: {**values[p], **start[1][p]} for p in PLAYERS}
+                    vals = {p: {**values[p], **start[1][p]} for p in players}
                 config = {"dist": dist, "scale": float(scale), **vals}
                 cols = {"init.dist": dist, "init.scale": float(scale)}
-                cols.update({f"init.{p}.{n}": v for p in PLAYERS for n, v in vals[p].items()})
+                cols.update({f"init.{p}.{n}": v for p in players for n, v in vals[p].items()})
                 out.append((config, cols, key, start))
     return out
 
@@ -479,11 +514,12 @@ def _check_init(init: dict[str, Any], game: dict[str, Any], key: str,
     Sobol sample's coordinates (``start``: the layout's name and one start) must be parameters of
     one element."""
     shapes = _built(game).shapes()
+    players = player_names(_built(game).players)
     if start is not None:
         layout, coords = start
         scalars = [f"{p}.{n}" for p, named in shapes.items() for n, s in named.items()
                    if int(np.prod(s, dtype=np.int64)) == 1]
-        for player in PLAYERS:
+        for player in players:
             for pname in coords[player]:
                 shape = shapes.get(player, {}).get(pname)
                 if shape is None or int(np.prod(shape, dtype=np.int64)) != 1:
@@ -492,7 +528,7 @@ def _check_init(init: dict[str, Any], game: dict[str, Any], key: str,
                                      f"{player}.{pname} ({what} in game {_label(GAMES, game)!r}) "
                                      f"is not accepted: a grid or Sobol coordinate is a parameter "
                                      f"of one element; accepted: {', '.join(scalars) or 'none'}")
-    for player in PLAYERS:
+    for player in players:
         if init[player] and player not in shapes:
             raise StudyError(f"{key}.{player}", f"game {_label(GAMES, game)!r} has no player "
                                                 f"{player!r}; its players: {', '.join(shapes)}")

@@ -46,14 +46,14 @@ def setup(game: str, rule: str, rule_configs: list[dict], game_config: dict | No
 
 
 def direction(rule, ctx: Context, params) -> torch.Tensor:
-    """The rule's direction per run, flat ``[R, n]`` (gen's coordinates, then disc's)."""
+    """The rule's direction per run, flat ``[R, n]`` (player 1's coordinates, then player 2's)."""
     new, _ = rule.step(ctx, params, rule.init(ctx, params))
     flat = [params[p][k] - new[p][k] for p in params for k in params[p]]
     return torch.cat([f.reshape(f.shape[0], -1) for f in flat], 1)
 
 
 def unflat(game, z: torch.Tensor):
-    """Flat ``[R, n]`` → the game's params (gen's then disc's, in their shapes)."""
+    """Flat ``[R, n]`` → the game's params (player 1's then player 2's, in their shapes)."""
     out, i = {}, 0
     for p, named in game.shapes().items():
         out[p] = {}
@@ -68,7 +68,7 @@ def dense(game, z: torch.Tensor, n1: int):
     """For one run (z ``[n]``): the gradients of L₁ and L₂ in all parameters and their Hessians,
     by ``torch.autograd.functional`` (dense, independent of the rules' Hessian-vector products)."""
     def loss(i: int):
-        return lambda v: game.losses(unflat(game, v[None]))[("gen", "disc")[i]][0]
+        return lambda v: game.losses(unflat(game, v[None]))[game.players[i]][0]
 
     grads = [torch.autograd.functional.jacobian(loss(i), z) for i in range(2)]
     hess = [torch.autograd.functional.hessian(loss(i), z) for i in range(2)]
@@ -132,15 +132,15 @@ def test_ipd_loss_matches_numpy_and_the_outcomes_average_1_and_2():
     thetas = rng.normal(size=(4, 2, 5)) * 2
     for gamma, (t1, t2) in zip(gammas, thetas):
         g = build(GAMES, "ipd", [{"gamma": gamma}])
-        got = g.losses({"gen": {"logits": torch.tensor(t1)[None]},
-                        "disc": {"logits": torch.tensor(t2)[None]}})
+        got = g.losses({"p1": {"logits": torch.tensor(t1)[None]},
+                        "p2": {"logits": torch.tensor(t2)[None]}})
         l1, l2, s1, s2 = ipd_numpy(t1, t2, gamma)
-        np.testing.assert_allclose([got["gen"].item(), got["disc"].item()], [l1, l2], rtol=1e-12)
+        np.testing.assert_allclose([got["p1"].item(), got["p2"].item()], [l1, l2], rtol=1e-12)
         np.testing.assert_allclose([l1, l2], [s1, s2], rtol=1e-10)
     g = build(GAMES, "ipd", [{}])
     for logit, avg in ((40.0, 1.0), (-40.0, 2.0)):       # always cooperate / always defect
         full = torch.full((1, 5), logit, dtype=F64)
-        got = g.losses({"gen": {"logits": full}, "disc": {"logits": full}})
+        got = g.losses({"p1": {"logits": full}, "p2": {"logits": full}})
         for v in got.values():
             assert (1 - 0.96) * v.item() == pytest.approx(avg, rel=1e-12)
 
@@ -197,7 +197,7 @@ def test_tandem_directions_are_the_closed_forms():
     y = torch.tensor([0.1, 0.4, -2.0], dtype=F64)
     alphas = [0.1, 0.05, 0.2]
     u, s, al = (x + y).numpy(), (2 * (x + y) - 2).numpy(), np.array(alphas)
-    params = {"gen": {"x": x}, "disc": {"y": y}}
+    params = {"p1": {"x": x}, "p2": {"y": y}}
     want = {"lookahead_opponent": (1 - 2 * al) * s, "lola": (1 - 2 * al) * s - 4 * al * u}
     for rule, w in want.items():
         game, r, ctx = setup("tandem", rule, [{"alpha": a} for a in alphas])
@@ -219,7 +219,7 @@ def test_sos_on_tandem_is_the_closed_form_in_each_branch_of_p():
     np.testing.assert_allclose(p, [1 / 3, 0.0032, 1.0, 1.0], rtol=1e-12)
     want = (1 - 2 * al) * s - p * 4 * al * u
     x = torch.tensor([0.7, 0.3, -0.25, 0.5], dtype=F64)
-    params = {"gen": {"x": x}, "disc": {"y": torch.tensor(u, dtype=F64) - x}}
+    params = {"p1": {"x": x}, "p2": {"y": torch.tensor(u, dtype=F64) - x}}
     game, r, ctx = setup("tandem", "sos", [{"alpha": al, "a": a, "b": b}] * 4)
     got = direction(r, ctx, params).numpy()
     np.testing.assert_allclose(got, np.stack([want, want], 1), rtol=1e-12, atol=1e-14)
@@ -233,7 +233,7 @@ def test_lola_moves_tandems_fixed_points_with_alpha_while_la_sos_and_lss_keep_th
         cfg = {"name": rule, "alpha": alphas} if rule != "lss" else rule
         runs, traj = simulate("tandem", cfg, lr=0.1, init=init, steps=400, record_every=400, seeds=2)
         last = traj[traj["step"] == 400].pivot(index="run_id", columns="variable", values="value")
-        u = (last["gen.x"] + last["disc.y"]).reindex(runs["run_id"]).to_numpy()
+        u = (last["p1.x"] + last["p2.y"]).reindex(runs["run_id"]).to_numpy()
         ends[rule] = (runs.get("rule.alpha", np.nan), u)
     al, u = ends["lola"]
     np.testing.assert_allclose(u, (1 - 2 * al) / (1 - 4 * al), rtol=1e-9)
@@ -345,13 +345,13 @@ def test_on_the_quartic_game_runs_leave_the_critical_point_for_a_cycle_or_lss_sp
         assert d[-1] > 10 * d[0] and np.nanmax(d) < 3, (rule, d[0], d[-1], np.nanmax(d))
         assert runs["dynamics"].iloc[0] == "cycling", rule
     runs, traj = simulate("zerosum_quartic", "lss", lr=0.1, steps=300, record_every=300, init=init)
-    x, y = series(traj, "gen.x")[-1], series(traj, "disc.y")[-1]
+    x, y = series(traj, "p1.x")[-1], series(traj, "p2.y")[-1]
     np.testing.assert_allclose([x, y], [3 ** -0.5, 3 ** -0.5], atol=1e-5)
     game, r, ctx = setup("zerosum_quartic", "lss", [{"damping": 0.0}])
     point = torch.tensor([[3 ** -0.5, 3 ** -0.5]], dtype=F64)
     np.testing.assert_allclose(direction(r, ctx, unflat(game, point)).numpy(), 0.0, atol=1e-15)
     xi = ctx.grad(unflat(game, point))
-    np.testing.assert_allclose([xi["gen"]["x"].item(), xi["disc"]["y"].item()],
+    np.testing.assert_allclose([xi["p1"]["x"].item(), xi["p2"]["y"].item()],
                                [3 ** -1.5, -2 * 3 ** -0.5 + 3 ** -1.5], rtol=1e-14)
 
 

@@ -23,9 +23,9 @@ def ipd_average_loss(results: Results, path: str | Path) -> Path:
     over runs with the interquartile band (mutual cooperation is 1, mutual defection 2; Letcher
     et al. 2019, Fig. 3); (b) each run's value at its last record, per rule."""
     plt = pyplot()
-    w = results.wide(["loss.gen", "loss.disc"])
+    w = results.wide(["loss.p1", "loss.p2"])
     w = w[w["game"] == "ipd"]
-    w["average"] = (1 - w["game.gamma"]) * (w["loss.gen"] + w["loss.disc"]) / 2
+    w["average"] = (1 - w["game.gamma"]) * (w["loss.p1"] + w["loss.p2"]) / 2
     rules = list(dict.fromkeys(results.runs.loc[results.runs["game"] == "ipd", "rule_label"]))
     colours = rule_palette(rules)
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.2), constrained_layout=True,

@@ -1,4 +1,5 @@
-"""The phase-plane figure: each run's (gen, disc) trajectory around the equilibrium."""
+"""The phase-plane figure: each run's (gen, disc) trajectory around the equilibrium (in a game whose
+players have their own names, its first and second player's: :mod:`gamedyn.players`)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,25 @@ from pathlib import Path
 
 import numpy as np
 
+from ..players import GAN, roles
 from ..results import Results
 from .base import FIGURES, pyplot
 
 
 def _phase_vars(variables: list[str]) -> tuple[str, str] | None:
-    """The first recorded coordinate of gen and of disc."""
-    gen = [v for v in variables if v.startswith("gen.")]
-    disc = [v for v in variables if v.startswith("disc.")]
-    return (gen[0], disc[0]) if gen and disc else None
+    """The first recorded coordinate of gen and of disc: of the players in those roles
+    (:func:`gamedyn.players.roles`; the players are those with a recorded ``loss.<player>``)."""
+    cast = roles([v.removeprefix("loss.") for v in variables if v.startswith("loss.")])
+    if not set(GAN) <= set(cast):
+        return None
+    coords = [[v for v in variables if v.startswith(cast[r] + ".")] for r in GAN]
+    return (coords[0][0], coords[1][0]) if all(coords) else None
 
 
 def hue_column(runs) -> str | None:
-    """The learning-rate column of the study (shared or the generator's)."""
-    for col in ("optimizer.lr", "optimizer.gen.lr"):
+    """The learning-rate column of the study (shared, the generator's, or a player's)."""
+    own = sorted(c for c in runs.columns if c.startswith("optimizer.") and c.endswith(".lr"))
+    for col in ("optimizer.lr", "optimizer.gen.lr", *own):
         if col in runs and runs[col].notna().any():
             return col
     return None

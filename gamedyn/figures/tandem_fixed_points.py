@@ -18,13 +18,13 @@ def tandem_fixed_points(results: Results, path: str | Path) -> Path:
     points x + y = 1 and LOLA's, x + y = (1 − 2α)/(1 − 4α) for each α of the study's LOLA runs
     (``gamedyn.rules.lola``); (b) x + y at the last record, per rule (Letcher et al. 2019, Fig. 2)."""
     plt = pyplot()
-    w = results.wide(["gen.x", "disc.y"])
+    w = results.wide(["p1.x", "p2.y"])
     w = w[w["game"] == "tandem"]
     runs = results.runs[results.runs["game"] == "tandem"]
     diverged = set(runs.loc[runs["dynamics"] == "diverged", "run_id"])
     last = w.sort_values("step").groupby("run_id").tail(1).copy()
     last = last[~last["run_id"].isin(diverged)]      # a diverged run's last record means nothing
-    last["u"] = last["gen.x"] + last["disc.y"]
+    last["u"] = last["p1.x"] + last["p2.y"]
     rules = list(dict.fromkeys(runs["rule_label"]))
     labels = runs.groupby("rule_label")["dynamics"].value_counts()
     colours = rule_palette(rules)
@@ -35,7 +35,7 @@ def tandem_fixed_points(results: Results, path: str | Path) -> Path:
             if a < 0.25:
                 lines[(1 - 2 * a) / (1 - 4 * a)] = f"LOLA's fixed points at α = {a:g}"
     finite = last[np.isfinite(last["u"])]
-    span = max(1.0, float(np.nanquantile(np.abs(finite[["gen.x", "disc.y"]].to_numpy()), 0.99))
+    span = max(1.0, float(np.nanquantile(np.abs(finite[["p1.x", "p2.y"]].to_numpy()), 0.99))
                if len(finite) else 1.0) * 1.2
     xs = np.array([-span, span])
     for k, (u, text) in enumerate(lines.items()):
@@ -45,7 +45,7 @@ def tandem_fixed_points(results: Results, path: str | Path) -> Path:
                         lw=1)
     for i, rule in enumerate(rules):
         sub = last[last["rule_label"] == rule]
-        axes[0].plot(sub["gen.x"], sub["disc.y"], "o", ms=4, color=colours[rule], alpha=0.7,
+        axes[0].plot(sub["p1.x"], sub["p2.y"], "o", ms=4, color=colours[rule], alpha=0.7,
                      label=rule)
         jitter = np.random.default_rng(i).uniform(-0.25, 0.25, len(sub))
         axes[1].plot(sub["u"], i + jitter, "o", ms=3, color=colours[rule], alpha=0.6)

@@ -58,21 +58,22 @@ class IPD(Game):
         Lᵢ = −Σₜ γᵗ p Pᵗ rᵢ = −p (I − γP)⁻¹ rᵢ
 
     computed per run by elimination (:func:`solve_row`). (1 − γ)·L is the average loss per round:
-    1 for mutual cooperation, 2 for mutual defection. Player 1 is ``gen``, player 2 ``disc`` (the
-    framework's player names), each with parameter ``logits``. The papers' setting: α = 1,
+    1 for mutual cooperation, 2 for mutual defection. Player 1 is ``p1``, player 2 ``p2``, each with
+    parameter ``logits``. The papers' setting: α = 1,
     θ ~ N(0, 1). No single equilibrium (:meth:`equilibrium` is None).
     """
 
+    players = ("p1", "p2")
     params = {
         "gamma": Param(float, 0.96, "discount γ", low=0.0, high=1.0, high_open=True),
     }
 
     def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
-        return {"gen": {"logits": (5,)}, "disc": {"logits": (5,)}}
+        return {"p1": {"logits": (5,)}, "p2": {"logits": (5,)}}
 
     def losses(self, params: Params) -> dict[str, Tensor]:
-        c1 = torch.sigmoid(params["gen"]["logits"])     # [R, 5] cooperation probabilities
-        c2 = torch.sigmoid(params["disc"]["logits"])
+        c1 = torch.sigmoid(params["p1"]["logits"])     # [R, 5] cooperation probabilities
+        c2 = torch.sigmoid(params["p2"]["logits"])
 
         def joint(a: Tensor, b: Tensor) -> list[Tensor]:   # P(CC), P(CD), P(DC), P(DD)
             return [a * b, a * (1 - b), (1 - a) * b, (1 - a) * (1 - b)]
@@ -84,4 +85,4 @@ class IPD(Game):
         x = solve_row(p, a)                              # x = p (I − γP)⁻¹, the discounted visits
         loss_1 = -sum(xs * r for xs, r in zip(x, REWARD_1))
         loss_2 = -sum(xs * r for xs, r in zip(x, REWARD_2))
-        return {"gen": loss_1, "disc": loss_2}
+        return {"p1": loss_1, "p2": loss_2}

@@ -18,22 +18,23 @@ class MatchingPennies(Game):
 
         L₁ = (p₁, 1 − p₁) M (p₂, 1 − p₂)ᵀ = (2p₁ − 1)(2p₂ − 1),    L₂ = −L₁
 
-    Player 1 (``gen``, logit ``theta``) wants to mismatch, player 2 (``disc``, logit ``phi``) to
-    match (the framework's player names). The unique Nash equilibrium is the mixed one p₁ = p₂ = ½,
+    Player 1 (``p1``, logit ``theta``) wants to mismatch, player 2 (``p2``, logit ``phi``) to
+    match. The unique Nash equilibrium is the mixed one p₁ = p₂ = ½,
     logits (0, 0), where H = ∇ξ = [[0, ¼], [−¼, 0]]: simultaneous gradient play circles it
     (|1 ± iη/4| > 1: it spirals out). The papers' step size: α = 1.
     """
 
+    players = ("p1", "p2")
     params = {}
 
     def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
-        return {"gen": {"theta": ()}, "disc": {"phi": ()}}
+        return {"p1": {"theta": ()}, "p2": {"phi": ()}}
 
     def losses(self, params: Params) -> dict[str, Tensor]:
-        p1 = torch.sigmoid(params["gen"]["theta"])
-        p2 = torch.sigmoid(params["disc"]["phi"])
+        p1 = torch.sigmoid(params["p1"]["theta"])
+        p2 = torch.sigmoid(params["p2"]["phi"])
         value = (2 * p1 - 1) * (2 * p2 - 1)
-        return {"gen": value, "disc": -value}
+        return {"p1": value, "p2": -value}
 
     def equilibrium(self) -> Params:
         return self.zeros()

@@ -14,8 +14,8 @@ class Tandem(Game):
 
         L₁(x, y) = (x + y)² − 2x,    L₂(x, y) = (x + y)² − 2y
 
-    Player 1 (``gen``, parameter x) minimises L₁, player 2 (``disc``, parameter y) minimises L₂
-    (the framework's player names; nothing of a generator or discriminator is meant). The field is
+    Player 1 (``p1``, parameter x) minimises L₁, player 2 (``p2``, parameter y) minimises L₂. The
+    field is
     ξ = (2(x + y) − 2, 2(x + y) − 2): every point of the line x + y = 1 is a fixed point (and a
     Nash equilibrium: each Lᵢ is convex in the player's own parameter), H = ∇ξ = [[2, 2], [2, 2]]
     is singular everywhere. The papers' setting: α = 0.1, θ ~ N(0, 0.1²).
@@ -25,12 +25,13 @@ class Tandem(Game):
     times the distance d = |x + y − 1|/√2 to the line.
     """
 
+    players = ("p1", "p2")
     params = {}
 
     def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
-        return {"gen": {"x": ()}, "disc": {"y": ()}}
+        return {"p1": {"x": ()}, "p2": {"y": ()}}
 
     def losses(self, params: Params) -> dict[str, Tensor]:
-        x, y = params["gen"]["x"], params["disc"]["y"]
+        x, y = params["p1"]["x"], params["p2"]["y"]
         s = (x + y) ** 2
-        return {"gen": s - 2 * x, "disc": s - 2 * y}
+        return {"p1": s - 2 * x, "p2": s - 2 * y}

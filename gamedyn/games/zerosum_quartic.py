@@ -12,7 +12,7 @@ class ZerosumQuartic(Game):
     Letcher 2021, "On the Impossibility of Global Convergence in Multi-Loss Optimization"
     (ICLR 2021, arXiv 2005.12649)::
 
-        L(x, y) = xy − x²/2 + y²/2 + x⁴/4 − y⁴/4,    L₁ = L (x, ``gen``),  L₂ = −L (y, ``disc``)
+        L(x, y) = xy − x²/2 + y²/2 + x⁴/4 − y⁴/4,    L₁ = L (x, ``p1``),  L₂ = −L (y, ``p2``)
 
     The field is ξ = (y − x + x³, −x − y + y³). Its only zero is the origin: ξ₁ = 0 gives
     y = x − x³, and then ξ₂ = 0 reads 2x − x³ − (x − x³)³ = 0, whose only real root is 0 (the left
@@ -23,15 +23,16 @@ class ZerosumQuartic(Game):
     the recorded distance is to it and the stability analysis linearises there.
     """
 
+    players = ("p1", "p2")
     params = {}
 
     def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
-        return {"gen": {"x": ()}, "disc": {"y": ()}}
+        return {"p1": {"x": ()}, "p2": {"y": ()}}
 
     def losses(self, params: Params) -> dict[str, Tensor]:
-        x, y = params["gen"]["x"], params["disc"]["y"]
+        x, y = params["p1"]["x"], params["p2"]["y"]
         value = x * y - x ** 2 / 2 + y ** 2 / 2 + x ** 4 / 4 - y ** 4 / 4
-        return {"gen": value, "disc": -value}
+        return {"p1": value, "p2": -value}
 
     def equilibrium(self) -> Params:
         return self.zeros()

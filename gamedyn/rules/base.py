@@ -11,6 +11,7 @@ import torch
 from .. import tree
 from ..component import Component, Registry
 from ..games.base import Params
+from ..players import roles
 from .context import Context
 
 RULES = Registry("rule")
@@ -40,7 +41,7 @@ def _dispatching(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def method(self: Rule, ctx: Context, *args: Any) -> Any:
-        if self.needs and not set(self.needs) <= set(ctx.game.players):
+        if self.needs and self.missing(ctx.game.players):
             return getattr(self.fallback_rule(ctx), name)(ctx, *args)
         return fn(self, ctx, *args)
 
@@ -80,8 +81,10 @@ class Rule(Component):
     **Capabilities.** A rule declares what it needs; a study that cannot provide it is rejected
     when it is loaded (:meth:`unmet`, one line naming the rule and what is missing):
 
-    - ``needs``: the players its scheme acts on (e.g. ``("gen", "disc")``: it couples a generator
-      and a discriminator). On a game without one of them, its ``fallback`` (a registered rule's
+    - ``needs``: the players its scheme acts on, by name or by role (e.g. ``("gen", "disc")``: it
+      couples a generator and a discriminator; :mod:`gamedyn.players`: in a game of two players
+      named otherwise, ``gen`` is the first and ``disc`` the second, and :meth:`cast` gives the
+      players that take them). On a game without one of them, its ``fallback`` (a registered rule's
       name, e.g. ``"simultaneous"``) steps instead, ``init`` and ``step`` alike; with no fallback,
       such a study is an error;
     - a rule with per-optimizer requirements (``cgd`` reads each player's step size) overrides
@@ -124,16 +127,32 @@ class Rule(Component):
               optimizers: Mapping[str, type]) -> str | None:
         """Why this rule (resolved ``config``) cannot step a game with ``players`` and the players'
         ``optimizers`` (classes), in one line; None when it can. Checked when a study is loaded."""
-        missing = [p for p in cls.needs if p not in players]
+        missing = cls.missing(players)
         if missing and cls.fallback is None:
             return (f"rule {cls.name!r} needs the player(s) {', '.join(missing)}, which the game "
                     f"does not have (its players: {', '.join(players)})")
         return None
 
+    @classmethod
+    def missing(cls, players: tuple[str, ...]) -> list[str]:
+        """Those of :attr:`needs` that no player of a game with ``players`` is or plays (a role,
+        :func:`gamedyn.players.roles`)."""
+        filled = set(players) | set(roles(players))
+        return [p for p in cls.needs if p not in filled]
+
+    @staticmethod
+    def cast(ctx: Context, *needed: str) -> tuple[str, ...]:
+        """The players of ``ctx.game`` that are or play ``needed`` (names or roles, e.g. ``"gen",
+        "disc"`` → ``("p1", "p2")`` on tandem): what a rule with :attr:`needs` indexes ``params``,
+        fields and optimizers by."""
+        players = tuple(ctx.game.players)
+        cast = roles(players)
+        return tuple(n if n in players else cast[n] for n in needed)
+
     def fallback_rule(self, ctx: Context) -> Rule:
         """The rule that steps a game lacking one of :attr:`needs` (built once, with its defaults)."""
         if self.fallback is None:
-            missing = [p for p in self.needs if p not in ctx.game.players]
+            missing = self.missing(tuple(ctx.game.players))
             raise ValueError(f"rule {self.name!r} needs the player(s) {', '.join(missing)}, which "
                              f"game {ctx.game.name!r} does not have")
         rule = self.__dict__.get("_fallback")

@@ -47,7 +47,9 @@ class BestResponse(Rule):
     0 ≤ ``tol``, so the linearisation is that of generator-only steps (the discriminator does not
     move inside the tol-neighbourhood); it says nothing about the dynamics further out, where the
     inner loop runs. Needs both players; on a game without a ``disc`` (or ``gen``) it is
-    simultaneous play (gradient descent of the one player).
+    simultaneous play (gradient descent of the one player). In a two-player game whose players
+    have their own names (``tandem``'s ``p1``, ``p2``), the roles go by order
+    (:mod:`gamedyn.players`): the second player best-responds, the first steps.
     """
 
     @classmethod
@@ -69,21 +71,22 @@ class BestResponse(Rule):
 
     def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:
         opt = state["opt"]
-        x = tree.first(params["disc"])
+        G, D = self.cast(ctx, "gen", "disc")
+        x = tree.first(params[D])
         runs = x.shape[0]
         tol = torch.as_tensor(self.tol, dtype=x.dtype, device=x.device).expand(runs)
         done = torch.zeros(runs, dtype=torch.bool, device=x.device)
         inner = torch.zeros(runs, dtype=torch.int64, device=x.device)
         for i in range(self.max_inner + 1):
             grads = ctx.grad(params)
-            done = done | ~(tree.norm(grads["disc"]) > tol)    # a NaN norm stops the run too
+            done = done | ~(tree.norm(grads[D]) > tol)    # a NaN norm stops the run too
             if i == self.max_inner or bool(done.all()):
                 break
-            moved, moved_opt = ctx.apply({"disc": grads["disc"]}, params, opt)
+            moved, moved_opt = ctx.apply({D: grads[D]}, params, opt)
             active = ~done
-            params = {**params, "disc": tree.where(active, moved["disc"], params["disc"])}
-            opt = {**opt, "disc": tree.where(active, moved_opt["disc"], opt["disc"])}
+            params = {**params, D: tree.where(active, moved[D], params[D])}
+            opt = {**opt, D: tree.where(active, moved_opt[D], opt[D])}
             inner = inner + active.long()
-        params, opt = ctx.apply({"gen": grads["gen"]}, params, opt)
+        params, opt = ctx.apply({G: grads[G]}, params, opt)
         return params, {**state, "opt": opt, "inner_steps": inner,
                         "counts": count(state["counts"], grad_evals=inner + 1)}

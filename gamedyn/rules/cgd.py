@@ -12,6 +12,7 @@ import torch
 from .. import tree
 from ..component import Param
 from ..games.base import Game, Params
+from ..players import roles
 from .base import RULES, Rule, State, count
 from .context import Context, Tensor
 
@@ -258,7 +259,9 @@ class CGD(Rule):
 
     Needs both players, and for ``eta`` 0 optimizers that declare their step size (checked when a
     study is loaded, :meth:`unmet`). On a game without a ``disc`` (e.g. ``gan1d`` with its optimal
-    discriminator) it is simultaneous play, i.e. gradient descent. On xᵀy with SGD of learning
+    discriminator) it is simultaneous play, i.e. gradient descent. In a two-player game whose players
+    have their own names (``tandem``'s ``p1``, ``p2``), x is the first player and y the second
+    (:mod:`gamedyn.players`); CGD treats the two alike, up to that order. On xᵀy with SGD of learning
     rate η the iteration matrix is [[1, −η], [η, 1]]/(1 + η²), of spectral radius
     1/√(1 + η²) < 1: CGD converges for every η, where simultaneous play spirals out.
     """
@@ -287,8 +290,9 @@ class CGD(Rule):
         """Besides both players: with ``eta`` 0, each player's optimizer must declare its step
         size (:attr:`gamedyn.optim.Optimizer.learning_rate`), which is then η."""
         problem = super().unmet(config, players, optimizers)
-        if problem is None and not config.get("eta", 0.0) > 0 and set(cls.needs) <= set(players):
-            for player in cls.needs:
+        if problem is None and not config.get("eta", 0.0) > 0 and not cls.missing(players):
+            cast = roles(players)
+            for player in (n if n in players else cast[n] for n in cls.needs):
                 opt = optimizers.get(player)
                 if opt is not None and opt.learning_rate is None:
                     return (f"rule 'cgd' takes η from each player's optimizer, but {player}'s "
@@ -299,43 +303,45 @@ class CGD(Rule):
         state = super().init(ctx, params)
         state["cg_iters"] = torch.zeros_like(state["counts"]["hvps"])
         if self.warm_start:
-            state["cg_warm"] = torch.zeros_like(tree.ravel(params["gen"]))
+            state["cg_warm"] = torch.zeros_like(tree.ravel(params[self.cast(ctx, "gen")[0]]))
         return state
 
     def etas(self, ctx: Context, params: Params) -> dict[str, Tensor]:
         """ηₓ, ηᵧ per run ``[R]``: the rule's ``eta`` where > 0, else the player's optimizer step size
         (the hyperparameter its class declares as ``learning_rate``; :meth:`unmet` checks, when a
         study is loaded, that there is one wherever ``eta`` is 0)."""
-        like = tree.first(params["gen"])
+        like = tree.first(params)
         runs = like.shape[0]
         eta = torch.as_tensor(self.eta, dtype=like.dtype, device=like.device).expand(runs)
         out = {}
-        for p in ("gen", "disc"):
+        for role, p in zip(("gen", "disc"), self.cast(ctx, "gen", "disc")):
             opt = ctx.optimizers[p]
             if opt.learning_rate is None:
                 if not bool((eta > 0).all()):
                     raise ValueError(f"cgd: {p}'s optimizer {opt.name!r} declares no learning rate; "
                                      "set the rule's eta")
-                out[p] = eta
+                out[role] = eta
                 continue
             lr = torch.as_tensor(getattr(opt, opt.learning_rate), dtype=like.dtype, device=like.device)
-            out[p] = torch.where(eta > 0, eta, lr.expand(runs))
+            out[role] = torch.where(eta > 0, eta, lr.expand(runs))
         return out
 
     def system(self, ctx: Context, params: Params, c: Tensor, samples: _SameSamples
                ) -> LinearSystem:
         """A = I − c D²ₓᵧf D²ᵧₓg (c = ηₓηᵧ, per run) at ``params``, as matvecs on flat ``[R, n_gen]``
         vectors through ``ctx``'s Hessian-vector products (and Aᵀ = I − c D²ₓᵧg D²ᵧₓf)."""
+        G, D = self.cast(ctx, "gen", "disc")
+
         def block(loss: str, wrt: str, of: str, v: Tensor) -> Tensor:
             with samples():
                 vector = tree.unravel(v, params[of])
                 return tree.ravel(ctx.hvp(params, loss, wrt=wrt, of=of, vector=vector))
 
         def matvec(v: Tensor) -> Tensor:
-            return v - c[:, None] * block("gen", "gen", "disc", block("disc", "disc", "gen", v))
+            return v - c[:, None] * block(G, G, D, block(D, D, G, v))
 
         def rmatvec(v: Tensor) -> Tensor:
-            return v - c[:, None] * block("disc", "gen", "disc", block("gen", "disc", "gen", v))
+            return v - c[:, None] * block(D, G, D, block(G, D, G, v))
 
         return LinearSystem(matvec, rmatvec, self.solver, self.tol, self.max_iter)
 
@@ -351,12 +357,13 @@ class CGD(Rule):
 
     def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:
         samples = _SameSamples(ctx.game)
+        G, D = self.cast(ctx, "gen", "disc")
         eta = self.etas(ctx, params)
         with samples():
             field = ctx.grad(params)
-        gx, gy = tree.ravel(field["gen"]), tree.ravel(field["disc"])
+        gx, gy = tree.ravel(field[G]), tree.ravel(field[D])
         with samples():
-            b_gy = tree.ravel(ctx.hvp(params, "gen", wrt="gen", of="disc", vector=field["disc"]))
+            b_gy = tree.ravel(ctx.hvp(params, G, wrt=G, of=D, vector=field[D]))
         b = gx - eta["disc"][:, None] * b_gy
 
         c = eta["gen"] * eta["disc"]
@@ -369,10 +376,9 @@ class CGD(Rule):
             dx = dx + _Correction.apply(constant, b - graph.matvec(dx))
 
         with samples():
-            c_dx = tree.ravel(ctx.hvp(params, "disc", wrt="disc", of="gen",
-                                      vector=tree.unravel(dx, params["gen"])))
+            c_dx = tree.ravel(ctx.hvp(params, D, wrt=D, of=G, vector=tree.unravel(dx, params[G])))
         dy = gy - eta["gen"][:, None] * c_dx
-        grads = {"gen": tree.unravel(dx, params["gen"]), "disc": tree.unravel(dy, params["disc"])}
+        grads = {G: tree.unravel(dx, params[G]), D: tree.unravel(dy, params[D])}
         params, opt = ctx.apply(grads, params, state["opt"])
         counts = count(state["counts"], grad_evals=1, hvps=self.hvps(iters, ctx.create_graph))
         new_state = {**state, "opt": opt, "cg_iters": iters, "counts": counts}

@@ -40,7 +40,9 @@ class Unrolled(Rule):
 
     The discriminator's ordinary gradient is the first look-ahead gradient, evaluated once. With
     ``k = 0`` the rule is simultaneous play exactly, as it is on a game without a ``disc`` or a
-    ``gen`` (it needs both players; simultaneous play is its fallback).
+    ``gen`` (it needs both players; simultaneous play is its fallback). In a two-player game whose
+    players have their own names (``tandem``'s ``p1``, ``p2``), the roles go by order
+    (:mod:`gamedyn.players`): the first player unrolls the second's look-ahead steps.
 
     On xᵀAy with SGD (learning rates η_G, η_D): θ_Dᵏ = y + kη_D Aᵀx, so
     g_G = Ay + 2kη_D AAᵀx: the unrolled generator also descends ‖Aᵀx‖², a damping of x.
@@ -68,22 +70,23 @@ class Unrolled(Rule):
         if self.k == 0:
             params, opt = ctx.apply(ctx.grad(params), params, opt)
             return params, {**state, "opt": opt, "counts": count(state["counts"], grad_evals=1)}
+        G, D = self.cast(ctx, "gen", "disc")
         graph = ctx.with_graph()
-        gen = {k: _leaf(v) for k, v in params["gen"].items()}
-        point = {**params, "gen": gen}
+        gen = {k: _leaf(v) for k, v in params[G].items()}
+        point = {**params, G: gen}
         look_opt = opt
         disc_grad = None
         for _ in range(self.k):
-            g = graph.grad(point, players=("disc",))
+            g = graph.grad(point, players=(D,))
             if disc_grad is None:
-                disc_grad = g["disc"]
+                disc_grad = g[D]
             point, look_opt = graph.apply(g, point, look_opt)
 
         with torch.enable_grad():
-            loss = graph.losses(point)["gen"].sum()
+            loss = graph.losses(point)[G].sum()
             gen_grad = tree.grad(loss, gen, create_graph=ctx.create_graph)
         if not ctx.create_graph:  # else the new disc and its optimizer state would keep the
             disc_grad = tree.detach(disc_grad)  # unroll's graph alive from step to step
-        params, opt = ctx.apply({"gen": gen_grad, "disc": disc_grad}, params, opt)
+        params, opt = ctx.apply({G: gen_grad, D: disc_grad}, params, opt)
         return params, {**state, "opt": opt,
                         "counts": count(state["counts"], grad_evals=self.k + 1, hvps=self.k)}
