@@ -25,7 +25,11 @@ are half as long): no element is ever in a tail. A loop that does not span the r
 length set by one run's shapes, the same in every batch. Lanes of a vector are independent, so
 which lane a run lands in does not matter, and R is never 1, so no kernel sees a degenerate run
 axis. Intra-op threads: two where R is a multiple of twice the alignment (two chunks of R·s/2, again
-whole blocks; ⌈n / 32768⌉ can then only choose one or two), one otherwise (:func:`threads_for`).
+whole blocks; ⌈n / 32768⌉ can then only choose one or two) and at least :data:`PARALLEL_MIN_RUNS`,
+one otherwise (:func:`threads_for`). Below 32,768 elements ATen's loops run on one thread anyway,
+and a second OpenMP thread only waits, spinning: on a machine whose cores are busy (other workers,
+other programs) that made tiny eager ops up to 100× slower (measured: ``exp`` of 1,024 doubles,
+3 µs on one thread, 160 µs with two while the other core was busy).
 
 The cost is the padding runs: nothing for toy games, whose steps cost Python and dispatch rather
 than arithmetic; for neural players, a batch of 5 runs does the arithmetic of 16 (AVX2) or 32
@@ -43,6 +47,8 @@ import torch
 
 #: Bytes in one block of a vectorised elementwise loop (2 vectors) per CPU capability; others: 512.
 BLOCK_BYTES = {"DEFAULT": 64, "AVX2": 64, "AVX512": 128}
+#: Fewest (padded) runs stepped on two threads: ATen's grain size, below which its loops stay on one.
+PARALLEL_MIN_RUNS = 32768
 
 T = TypeVar("T")
 
@@ -74,9 +80,10 @@ def aligned_batch(n_runs: int) -> int:
 
 def threads_for(n_padded: int, requested: int | None = None) -> int:
     """Intra-op threads for a padded batch: two (or ``requested`` if fewer) where ``n_padded`` is a
-    multiple of twice :func:`run_align`, else one."""
+    multiple of twice :func:`run_align` and at least :data:`PARALLEL_MIN_RUNS`, else one."""
     wanted = requested or torch.get_num_threads()
-    return 2 if wanted >= 2 and n_padded % (2 * run_align()) == 0 else 1
+    two = n_padded % (2 * run_align()) == 0 and n_padded >= PARALLEL_MIN_RUNS
+    return 2 if wanted >= 2 and two else 1
 
 
 @contextlib.contextmanager

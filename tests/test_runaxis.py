@@ -33,8 +33,9 @@ def test_padding_sizes():
         assert p % a == 0 and n <= p < n + a
     assert runaxis.pad([1, 2, 3]) == [1, 2, 3] + [3] * (a - 3)
     assert runaxis.aligned_batch(a - 1) == a - 1 and runaxis.aligned_batch(3 * a + 5) == 3 * a
-    assert runaxis.threads_for(2 * a, 8) == 2 and runaxis.threads_for(3 * a, 8) == 1
-    assert runaxis.threads_for(2 * a, 1) == 1
+    big = runaxis.PARALLEL_MIN_RUNS // (2 * a) * 2 * a
+    assert runaxis.threads_for(big, 8) == 2 and runaxis.threads_for(big + a, 8) == 1
+    assert runaxis.threads_for(big, 1) == 1 and runaxis.threads_for(2 * a, 8) == 1
 
 
 def test_stepping_restores_torch_threads():
@@ -51,7 +52,8 @@ def _values(result, run_id):
 
 
 @pytest.mark.parametrize("game", GAMES, ids=lambda g: g["name"])
-def test_a_run_is_the_same_alone_and_in_batches_of_other_padded_sizes(game):
+def test_a_run_is_the_same_alone_and_in_batches_of_other_padded_sizes(game, monkeypatch):
+    monkeypatch.setattr(runaxis, "PARALLEL_MIN_RUNS", 1)  # two threads for small batches too
     a = runaxis.run_align()
     spec = {"name": "t", "game": game, "rules": ["simultaneous"],
             "optimizer": {"name": "adam", "lr": [0.01, 0.02, 0.05]},
