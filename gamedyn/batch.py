@@ -149,8 +149,8 @@ def _collect(runs: list[Run], recorder: Recorder, counts: dict[str, torch.Tensor
     rows = rows.assign(**diagnose.lyapunov_columns(
         lyap and lyap[:2], labels["dynamics"], steps[last] - steps[start], th["growth_factor"],
         lyap and lyap[2], labels["period"]))
-    rows = basins.with_attractors(rows.assign(**basins.end_columns(   # ids: again over the study
-        steps, signal, values[:, :, :ncoord], n_valid, labels, th["late_fraction"])))
+    rows = rows.assign(**basins.end_columns(  # the attractor ids: at assembly, over the whole study
+        steps, signal, values[:, :, :ncoord], n_valid, labels, th["late_fraction"]))
     rows["stopped_step"] = stop_step
     rows["stop_reason"] = recorder.stop_reason
     rows["steps_done"] = done

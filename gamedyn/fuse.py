@@ -144,7 +144,7 @@ class Stepper:
                 self._done = done  # redo the interval eagerly from its start
                 self.kind, self.note = "eager", _why(e)
         params, state = self._eager(params, state, n)
-        self.recorder.store(at[i + 1], self.recorder.row(params))
+        self.recorder.push(at[i + 1], self.recorder.row(params))
         return params, state, i + 1
 
     # -- eager -----------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from .rules.context import Context, FieldMemo
 
 #: A player with at most this many coordinates per run has each one recorded; a larger one, its norms.
 MAX_COORDS = 16
+#: Consecutive eager records judged and copied out together (:meth:`Recorder.push`).
+STORE_EVERY = 32
 
 
 def _coord_names(player: str, name: str, shape: tuple[int, ...]) -> list[str]:
@@ -58,6 +60,7 @@ class Recorder:
         self.n_valid = np.zeros(self.keep, dtype=np.int64)
         self.alive_runs = np.ones(self.keep, dtype=bool)
         self._judged = self._stored = 0
+        self._pending: list[tuple[int, torch.Tensor]] = []  # eager records not yet stored
         self.stop_reason = np.full(self.keep, None, dtype=object)
         self.blowup = blowup
 
@@ -148,10 +151,30 @@ class Recorder:
             self._limit = self.blowup * self._size(row).clamp_min(1.0)
         self.store(step, row)
 
+    def push(self, step: int, row: torch.Tensor) -> None:
+        """Keep the eager record at ``step`` ([V, R]) to be stored with the records that follow it:
+        up to :data:`STORE_EVERY` consecutive ones are judged and copied out at once (the same
+        flags and values as one by one: :meth:`judge` is exact elementwise work)."""
+        if self._pending and self._index[self._pending[-1][0]] + 1 != self._index[step]:
+            self.flush()
+        self._pending.append((step, row))
+        if len(self._pending) >= STORE_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Store the records :meth:`push` holds."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._store(pending[0][0], torch.stack([row for _, row in pending]))
+
     def store(self, step: int, rows: torch.Tensor, bad: torch.Tensor | None = None) -> None:
         """Keep the record at ``step`` ([V, R]), or the consecutive records from ``step`` on
         ([M, V, R]), computed elsewhere (a compiled chunk's, with their :meth:`judge` as ``bad``).
         Which runs stopped is settled later, for many records at once (:meth:`alive`)."""
+        self.flush()
+        self._store(step, rows, bad)
+
+    def _store(self, step: int, rows: torch.Tensor, bad: torch.Tensor | None = None) -> None:
         if bad is None:
             bad = self.judge(rows)
         i = self._index[step]
@@ -166,6 +189,7 @@ class Recorder:
 
         A run stops at its first record that :meth:`judge` flags; that record and the later ones
         are discarded, and its ``stop_reason`` is ``nonfinite`` or ``blowup``."""
+        self.flush()
         lo, hi = self._judged, self._stored
         bad = self._bad[lo:hi] & self.alive_runs                             # [t, R]
         hit = np.flatnonzero(bad.any(0))

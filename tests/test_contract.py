@@ -67,9 +67,7 @@ UNFUSABLE = {"best_response", "cgd", "lss"}
 #: The one optimizer and game of the default run's fused checks.
 FUSED_OPTIMIZER, FUSED_GAME = "sgd", "bilinear"
 #: Columns of the runs table that describe the batch or time it, not the run.
-# (``attractor`` is an id relative to the runs it is identified among: the batch's here, the
-# study's in the assembled tables, where tests/test_basins.py checks it does not depend on batching)
-NOT_OF_THE_RUN = {"batch_id", "batch_size", "wall_time", "compile_time", "attractor"}
+NOT_OF_THE_RUN = {"batch_id", "batch_size", "wall_time", "compile_time"}
 
 RULE_NAMES = RULES.names()
 OPTIMIZER_NAMES = OPTIMIZERS.names()
