@@ -7,8 +7,9 @@ write by hand, side by side in one invocation (ratios: machines here are noisy).
   timed as a whole process;
 - ``eager overhead``: a step of one Dirac-GAN batch (R runs, simultaneous SGD, a record every
   step) through ``run_batch(..., compile="off")`` (the difference between 2S and S steps, so that
-  the batch's fixed costs cancel) against a hand-batched eager loop over the same [R] tensors with
-  ``torch.optim.SGD`` and the same recorded values, in this process;
+  the batch's fixed costs cancel; with the tidy tables it builds, and its stepping loop alone)
+  against a hand-batched eager loop over the same [R] tensors with ``torch.optim.SGD`` and the same
+  recorded values kept in a tensor, in this process;
 - ``start-up``: ``gamedyn list`` against ``python -c "import torch"``.
 
 Each figure is the best of ``--repeat`` interleaved rounds. Usage:
@@ -97,18 +98,20 @@ def eager_overhead(runs: int, steps: int) -> dict[str, float]:
     from gamedyn import make_study
     from gamedyn.batch import run_batch
 
-    def batch_seconds(n: int) -> float:
+    def batch_seconds(n: int) -> tuple[float, float]:
+        """(the whole batch, its stepping loop: the runs table's wall_time × runs)."""
         study = make_study({"name": "e", "game": {"name": "dirac", "loss": "gan"},
                             "rules": ["simultaneous"], "optimizer": {"name": "sgd", "lr": 0.1},
                             "init": {"dist": "normal", "scale": 0.5}, "seeds": runs, "steps": n,
                             "record_every": 1})
         (batch,) = study.batches()
         start = time.perf_counter()
-        run_batch(batch, study.thresholds, compile="off")
-        return time.perf_counter() - start
+        res = run_batch(batch, study.thresholds, compile="off")
+        return time.perf_counter() - start, res.runs["wall_time"].sum()
 
     # a step's marginal cost: the batch's fixed costs (set-up, stability, diagnosis) cancel
-    ours = (batch_seconds(2 * steps) - batch_seconds(steps)) / steps
+    (whole1, loop1), (whole2, loop2) = batch_seconds(steps), batch_seconds(2 * steps)
+    ours, loop = (whole2 - whole1) / steps, (loop2 - loop1) / steps
 
     F = torch.nn.functional
     x = (0.5 * torch.randn(runs, dtype=torch.float64)).requires_grad_()
@@ -127,7 +130,7 @@ def eager_overhead(runs: int, steps: int) -> dict[str, float]:
             opt.step()
     records.numpy().copy()
     hand = (time.perf_counter() - start) / steps
-    return {"gamedyn eager": ours, "hand-batched": hand}
+    return {"gamedyn eager": ours, "hand-batched": hand, "gamedyn stepping loop only": loop}
 
 
 def startup() -> dict[str, float]:
@@ -152,8 +155,10 @@ def main() -> None:
                     best.setdefault(name, {})[k] = min(best.get(name, {}).get(k, float("inf")), v)
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs; best of {args.repeat} interleaved rounds")
     for name, figures in best.items():
-        (a, x), (b, y) = figures.items()
+        (a, x), (b, y), *more = figures.items()
         print(f"{name:34s} {a} {x:8.3f}   {b} {y:8.3f}   ratio {x / y:5.2f}")
+        for c, z in more:
+            print(f"{'':34s} {c} {z:8.3f}   ratio {z / y:5.2f}")
 
 
 if __name__ == "__main__":
