@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
 from .. import tree
 from ..component import Param
-from ..games.base import Game, Params
+from ..games.base import Params
 from ..players import roles
 from .base import RULES, Rule, State, count
-from .context import Context, Tensor
+from .context import Context, SameSamples, Tensor
 
 Matvec = Callable[[Tensor], Tensor]
 
@@ -170,32 +169,6 @@ class _Correction(torch.autograd.Function):
         return None, lam
 
 
-class _SameSamples:
-    """Makes every loss evaluation of one step draw the same samples from a stochastic game.
-
-    CG needs one fixed matrix: if each Hessian-vector product drew a fresh minibatch, α and β
-    would mix different matrices. Before each evaluation the game's training stream is set back to
-    the draw counter it had when the step began (draws are a function of the counter); afterwards
-    it is left past the furthest draw. Deterministic games (``game.rng`` is None) are untouched.
-    """
-
-    def __init__(self, game: Game) -> None:
-        self.rng = game.rng
-        self.start = self.end = None if self.rng is None else self.rng.counter
-
-    @contextlib.contextmanager
-    def __call__(self) -> Iterator[None]:
-        if self.rng is None:
-            yield
-            return
-        saved, self.rng.counter = self.rng.counter, self.start
-        try:
-            yield
-        finally:
-            self.end = max(self.end, self.rng.counter)
-            self.rng.counter = max(saved, self.end)
-
-
 @RULES.register("cgd")
 class CGD(Rule):
     """Competitive gradient descent (Schäfer & Anandkumar 2019, arXiv 1905.12103).
@@ -326,7 +299,7 @@ class CGD(Rule):
             out[role] = torch.where(eta > 0, eta, lr.expand(runs))
         return out
 
-    def system(self, ctx: Context, params: Params, c: Tensor, samples: _SameSamples
+    def system(self, ctx: Context, params: Params, c: Tensor, samples: SameSamples
                ) -> LinearSystem:
         """A = I − c D²ₓᵧf D²ᵧₓg (c = ηₓηᵧ, per run) at ``params``, as matvecs on flat ``[R, n_gen]``
         vectors through ``ctx``'s Hessian-vector products (and Aᵀ = I − c D²ₓᵧg D²ᵧₓf)."""
@@ -356,7 +329,7 @@ class CGD(Rule):
         return 2 + solve + 2 * create_graph + per_iter * iters
 
     def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:
-        samples = _SameSamples(ctx.game)
+        samples = SameSamples(ctx.game)
         G, D = self.cast(ctx, "gen", "disc")
         eta = self.etas(ctx, params)
         with samples():

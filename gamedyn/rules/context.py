@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -13,6 +14,32 @@ from ..optim.base import Optimizer
 from ..regularizers.base import Regularizer
 
 Tensor = torch.Tensor
+
+
+class SameSamples:
+    """Makes every loss evaluation of one step draw the same samples from a stochastic game.
+
+    CG needs one fixed matrix: if each Hessian-vector product drew a fresh minibatch, α and β
+    would mix different matrices. Before each evaluation the game's training stream is set back to
+    the draw counter it had when the step began (draws are a function of the counter); afterwards
+    it is left past the furthest draw. Deterministic games (``game.rng`` is None) are untouched.
+    """
+
+    def __init__(self, game: Game) -> None:
+        self.rng = game.rng
+        self.start = self.end = None if self.rng is None else self.rng.counter
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self.rng is None:
+            yield
+            return
+        saved, self.rng.counter = self.rng.counter, self.start
+        try:
+            yield
+        finally:
+            self.end = max(self.end, self.rng.counter)
+            self.rng.counter = max(saved, self.end)
 
 
 class FieldMemo:

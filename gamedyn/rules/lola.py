@@ -7,7 +7,7 @@ from ..games.base import Params
 from ..optim.base import per_run
 from .base import RULES, Rule, State, count
 from .context import Context
-from .shaping import ALPHA, SameSamples, field_of, lookahead_term, pairs, shaping_term
+from .shaping import ALPHA, pairs, shaping_terms
 
 
 @RULES.register("lola")
@@ -40,12 +40,7 @@ class LOLA(Rule):
     params = {"alpha": ALPHA}
 
     def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:
-        samples = SameSamples(ctx.game)
-        with samples():
-            grads = ctx.loss_grads(params)
-        field = field_of(grads)
-        h_field = lookahead_term(ctx, params, field, samples)
-        chi = shaping_term(ctx, params, grads, samples)
+        field, h_field, chi = shaping_terms(ctx, params)
         direction = tree.map(lambda g, h, c: g - per_run(self.alpha, g) * (h + c),
                              field, h_field, chi)
         params, opt = ctx.apply(direction, params, state["opt"])

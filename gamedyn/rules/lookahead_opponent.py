@@ -6,8 +6,8 @@ from .. import tree
 from ..games.base import Params
 from ..optim.base import per_run
 from .base import RULES, Rule, State, count
-from .context import Context
-from .shaping import ALPHA, SameSamples, lookahead_term, pairs
+from .context import Context, SameSamples
+from .shaping import ALPHA, lookahead_term, pairs
 
 
 @RULES.register("lookahead_opponent")

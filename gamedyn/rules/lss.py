@@ -9,8 +9,7 @@ from ..component import Param
 from ..games.base import Params
 from .base import RULES, Rule, State, count
 from .cgd import LinearSystem, _Correction, _Solve
-from .context import Context, Tensor
-from .shaping import SameSamples
+from .context import Context, SameSamples, Tensor
 
 
 @RULES.register("lss")

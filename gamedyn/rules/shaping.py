@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import torch
 
+from .. import tree
 from ..component import Param
 from ..games.base import Params
-from .cgd import _SameSamples
-from .context import Context
+from .context import Context, SameSamples
 
 #: α, the opponents' step size the shaping rules assume (the papers take it equal to the learning
 #: rate: tandem 0.1, matching pennies and IPD 1, the quartic game 0.01).
 ALPHA = Param(float, 0.1, "α, the opponents' assumed step size", low=0.0, per_run=True)
-
-SameSamples = _SameSamples
-
 
 def pairs(ctx: Context) -> int:
     """The ordered pairs (i, j ≠ i) of the game's players: the Hessian-vector products one term
@@ -38,42 +35,44 @@ def pairs(ctx: Context) -> int:
     return n * (n - 1)
 
 
-def _sum(terms: list[Params], like: Params) -> Params:
-    """The sum of player trees (zeros like ``like`` when there are none: a one-player game)."""
-    if not terms:
-        return {k: torch.zeros_like(v) for k, v in like.items()}
-    out = terms[0]
-    for t in terms[1:]:
-        out = {k: out[k] + t[k] for k in out}
+def _over_opponents(ctx: Context, params: Params, samples: SameSamples, term) -> Params:
+    """Σ_{j≠i} ``term(i, j)`` for every player i, each term evaluated on the step's samples (zeros
+    for a player without opponents)."""
+    out = {}
+    for i in ctx.game.players:
+        total = None
+        for j in ctx.game.players:
+            if j != i:
+                with samples():
+                    t = term(i, j)
+                total = t if total is None else tree.map(torch.add, total, t)
+        out[i] = tree.zeros_like(params[i]) if total is None else total
     return out
 
 
 def lookahead_term(ctx: Context, params: Params, field: Params, samples: SameSamples) -> Params:
     """(H_o ξ)ᵢ = Σ_{j≠i} ∇ᵢ⟨∇ⱼLᵢ, ξⱼ⟩ with ξⱼ held constant, for every player i."""
-    out = {}
-    for i in ctx.game.players:
-        terms = []
-        for j in ctx.game.players:
-            if j != i:
-                with samples():
-                    terms.append(ctx.hvp(params, i, wrt=i, of=j, vector=field[j]))
-        out[i] = _sum(terms, params[i])
-    return out
+    return _over_opponents(ctx, params, samples, lambda i, j: ctx.hvp(
+        params, i, wrt=i, of=j, vector=field[j]))
 
 
 def shaping_term(ctx: Context, params: Params, grads: dict[str, Params], samples: SameSamples
                  ) -> Params:
     """χᵢ = Σ_{j≠i} ∇ᵢ⟨∇ⱼLᵢ, ξⱼ⟩ with ∇ⱼLᵢ held constant (``grads[i][j]``, from
     :meth:`Context.loss_grads`), for every player i."""
-    out = {}
-    for i in ctx.game.players:
-        terms = []
-        for j in ctx.game.players:
-            if j != i:
-                with samples():
-                    terms.append(ctx.hvp(params, j, wrt=i, of=j, vector=grads[i][j]))
-        out[i] = _sum(terms, params[i])
-    return out
+    return _over_opponents(ctx, params, samples, lambda i, j: ctx.hvp(
+        params, j, wrt=i, of=j, vector=grads[i][j]))
+
+
+def shaping_terms(ctx: Context, params: Params) -> tuple[Params, Params, Params]:
+    """ξ, H_o ξ and χ at ``params``, every evaluation on the same samples (LOLA's and SOS's
+    ingredients): one gradient evaluation and 2 × :func:`pairs` Hessian-vector products."""
+    samples = SameSamples(ctx.game)
+    with samples():
+        grads = ctx.loss_grads(params)
+    field = field_of(grads)
+    return (field, lookahead_term(ctx, params, field, samples),
+            shaping_term(ctx, params, grads, samples))
 
 
 def field_of(grads: dict[str, Params]) -> Params:

@@ -10,7 +10,7 @@ from ..games.base import Params
 from ..optim.base import per_run
 from .base import RULES, Rule, State, count
 from .context import Context
-from .shaping import ALPHA, SameSamples, field_of, lookahead_term, pairs, shaping_term
+from .shaping import ALPHA, pairs, shaping_terms
 
 
 @RULES.register("sos")
@@ -49,12 +49,7 @@ class SOS(Rule):
     }
 
     def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:
-        samples = SameSamples(ctx.game)
-        with samples():
-            grads = ctx.loss_grads(params)
-        field = field_of(grads)
-        h_field = lookahead_term(ctx, params, field, samples)
-        chi = shaping_term(ctx, params, grads, samples)
+        field, h_field, chi = shaping_terms(ctx, params)
         xi0 = tree.map(lambda g, h: g - per_run(self.alpha, g) * h, field, h_field)
         dot = -self.alpha * tree.vdot(chi, xi0)                          # ⟨−αχ, ξ₀⟩
         sq0 = tree.vdot(xi0, xi0)
