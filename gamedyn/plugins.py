@@ -5,29 +5,73 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import hashlib
 import importlib
+import os
 import sys
 import traceback
 import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import StudyError
 
 #: The folder of the study file being validated: files a study names (plugins, a game's modules or
 #: data) are relative to it.
 _STUDY_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("gamedyn_study_dir", default=None)
+#: The files resolved while validating the current study: absolute path → (the path as written,
+#: normalised; the file's content digest). See :func:`portable`.
+_NAMED: contextvars.ContextVar[dict[str, tuple[str, str]] | None] = contextvars.ContextVar(
+    "gamedyn_named_files", default=None)
 
 
 @contextlib.contextmanager
-def study_dir(base: Path | None) -> Iterator[None]:
-    """Resolve relative file names (:func:`file_path`) against ``base`` (None: the working folder)."""
-    token = _STUDY_DIR.set(base)
+def study_dir(base: Path | None) -> Iterator[dict[str, tuple[str, str]]]:
+    """Resolve relative file names (:func:`file_path`) against ``base`` (None: the working folder);
+    yields the files resolved inside, ``{absolute path: (path as written, content digest)}``, for
+    :func:`portable`."""
+    named: dict[str, tuple[str, str]] = {}
+    token, token_named = _STUDY_DIR.set(base), _NAMED.set(named)
     try:
-        yield
+        yield named
     finally:
         _STUDY_DIR.reset(token)
+        _NAMED.reset(token_named)
+
+
+def portable(obj: Any, named: dict[str, tuple[str, str]]) -> tuple[Any, dict[str, str]]:
+    """A configuration with every file resolved by :func:`file_path` (an absolute path, needed to
+    load it) put back as written in the study, relative to the study file (normalised:
+    ``./a/../b.py`` → ``b.py``), and the digests of those files' contents ``{written: sha1}``.
+
+    Run ids hash this, not the absolute paths: the same study in another folder or clone has the
+    same ids (resume works), while editing a network or data file the study names changes them (its
+    old results are not reused)."""
+    digests: dict[str, str] = {}
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [walk(x) for x in v]
+        if isinstance(v, str) and v in named:
+            written, digest = named[v]
+            digests[written] = digest
+            return written
+        return v
+
+    return walk(obj), digests
+
+
+@functools.cache
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]
 
 
 def is_file(spec: str) -> bool:
@@ -43,7 +87,12 @@ def file_path(spec: str, key: str, base: Path | None = None) -> str:
     path = Path(spec) if Path(spec).is_absolute() else base / spec
     if not path.is_file():
         raise StudyError(key, f"{spec!r}: no such file ({path})")
-    return str(path.resolve())
+    resolved = str(path.resolve())
+    named = _NAMED.get()
+    if named is not None:
+        st = path.stat()
+        named[resolved] = (os.path.normpath(spec), _digest(resolved, st.st_mtime_ns, st.st_size))
+    return resolved
 
 
 def module(spec: str) -> types.ModuleType:

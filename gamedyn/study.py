@@ -60,8 +60,8 @@ from .init import LAYOUTS, start_points
 from .optim import OPTIMIZERS
 from .players import accepted as accepted_players
 from .players import names as player_names
+from .plugins import portable, study_dir
 from .plugins import resolve as resolve_plugins
-from .plugins import study_dir
 from .regularizers import REGULARIZERS
 from .rules import RULES
 
@@ -207,7 +207,7 @@ def make_study(spec: Any, source: str | None = None) -> Study:
 
     for i, fig in enumerate(figures):
         FIGURES.get(fig, f"figures[{i}]")
-    with study_dir(Path(source).parent if source else None):  # files a game names are relative to it
+    with study_dir(Path(source).parent if source else None) as named:  # files a game names: relative
         games = _alternatives(GAMES, spec["game"], "game", allow_single=True)
     plugins += tuple(dict.fromkeys(  # a game's own module files travel as plugins do
         f for gcfg, _ in games for f in GAMES.get(gcfg["name"]).plugin_files(gcfg) if f not in plugins))
@@ -255,8 +255,10 @@ def make_study(spec: Any, source: str | None = None) -> Study:
             **gcols, **rcols, **regcols, **ocols, **icols, **common,
         }
         points.append((config, columns))
-    uniform = uniform_columns([columns for _, columns in points])
-    runs = [Run(_hash(config), config, columns, plugins)
+    uniform = uniform_columns([portable(columns, named)[0] for _, columns in points])
+    # ids (and the study's hash) see the files a game names as written, relative to the study file,
+    # and their contents: never where the checkout lies (portable, resumable from another clone)
+    runs = [Run(_run_id(config, named), config, columns, plugins)
             for (config, _), columns in zip(points, uniform)]
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
@@ -309,6 +311,14 @@ def uniform_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _hash(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _run_id(config: dict[str, Any], named: dict[str, tuple[str, str]]) -> str:
+    """A run's id: the hash of its configuration with the files it names as written and their
+    contents' digests (:func:`gamedyn.plugins.portable`); a configuration naming no file hashes as
+    itself."""
+    ident, digests = portable(config, named)
+    return _hash({**ident, "files": digests} if digests else ident)
 
 
 def _int(spec: Mapping, key: str, default: int | None) -> int:

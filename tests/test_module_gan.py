@@ -358,3 +358,41 @@ def test_the_digits_study_runs_shrunk_and_draws_its_samples(tmp_path):
     assert results.runs["stop_reason"].isna().all()
     (path,) = write_report(results)
     assert path.name == "image_samples.png" and path.stat().st_size > 10_000
+
+
+# --- portable run ids -------------------------------------------------------------------------
+
+def copy_study(folder, nets_text: str | None = None):
+    """The digits study, its network module and a data file, copied under ``folder``."""
+    import shutil
+
+    import yaml
+
+    (folder / "plugins").mkdir(parents=True)
+    shutil.copy(ROOT / "studies" / "plugins" / "digits_mlp.py", folder / "plugins" / "digits_mlp.py")
+    if nets_text is not None:
+        (folder / "plugins" / "digits_mlp.py").write_text(nets_text)
+    rng = np.random.default_rng(0)
+    np.savez(folder / "x.npz", x=rng.uniform(-1, 1, (20, 1, 8, 8)), y=rng.integers(0, 10, 20))
+    study = yaml.safe_load((ROOT / "studies" / "digits_gan.yaml").read_text())
+    study["game"]["data"] = [{"file": "./x.npz"}, "digits"]
+    (folder / "s.yaml").write_text(yaml.safe_dump(study))
+    return load_study(folder / "s.yaml")
+
+
+def test_run_ids_and_study_hash_do_not_depend_on_where_the_study_lies(tmp_path):
+    """The same study copied into two folders (another clone, a moved checkout) has the same ids
+    and hash; the absolute paths stay in the configs (to load the files) but not in the ids or the
+    runs table's columns; editing the network module changes the ids (old results are stale)."""
+    a, b = copy_study(tmp_path / "one"), copy_study(tmp_path / "deeper" / "two")
+    assert [r.run_id for r in a.runs] == [r.run_id for r in b.runs]
+    assert a.hash == b.hash and len(a.runs) == 36
+    nets = tmp_path / "one" / "plugins" / "digits_mlp.py"
+    assert a.runs[0].config["game"]["generator"]["module"] == str(nets)
+    assert a.runs[0].config["game"]["data"] == {"file": str(tmp_path / "one" / "x.npz")}
+    assert a.runs[0].columns == b.runs[0].columns
+    assert '"plugins/digits_mlp.py"' in a.runs[0].columns["game.generator"]
+    assert str(tmp_path) not in str(a.runs[0].columns)
+    text = (ROOT / "studies" / "plugins" / "digits_mlp.py").read_text() + "\n# edited\n"
+    c = copy_study(tmp_path / "three", nets_text=text)
+    assert not {r.run_id for r in c.runs} & {r.run_id for r in a.runs} and c.hash != a.hash
