@@ -373,7 +373,7 @@ def copy_study(folder, nets_text: str | None = None):
     if nets_text is not None:
         (folder / "plugins" / "digits_mlp.py").write_text(nets_text)
     rng = np.random.default_rng(0)
-    np.savez(folder / "x.npz", x=rng.uniform(-1, 1, (20, 1, 8, 8)), y=rng.integers(0, 10, 20))
+    np.savez(folder / "x.npz", x=rng.uniform(-1, 1, (40, 1, 8, 8)), y=np.arange(40) // 4)
     study = yaml.safe_load((ROOT / "studies" / "digits_gan.yaml").read_text())
     study["game"]["data"] = [{"file": "./x.npz"}, "digits"]
     (folder / "s.yaml").write_text(yaml.safe_dump(study))
@@ -396,3 +396,66 @@ def test_run_ids_and_study_hash_do_not_depend_on_where_the_study_lies(tmp_path):
     text = (ROOT / "studies" / "plugins" / "digits_mlp.py").read_text() + "\n# edited\n"
     c = copy_study(tmp_path / "three", nets_text=text)
     assert not {r.run_id for r in c.runs} & {r.run_id for r in a.runs} and c.hash != a.hash
+
+
+# --- class metrics of labelled data ---------------------------------------------------------
+
+def test_class_metrics_are_sklearns_predictions_counted_by_hand():
+    """Every run's samples classified in one matmul: the classes equal scikit-learn's own
+    ``predict`` sample by sample; covered classes, KL to the data's label frequencies (scipy's
+    ``entropy``) and the confident share counted here from ``predict`` / ``predict_proba``."""
+    from scipy.stats import entropy
+
+    from gamedyn import data, fit
+
+    d = data.digits()
+    clf = fit.classifier(d.x, d.y)
+    assert clf is fit.classifier(d.x, d.y) and clf.accuracy > 0.95     # cached; held out
+    rng = np.random.default_rng(3)
+    x = d.x.reshape(len(d.x), -1)
+    runs = np.stack([x[rng.integers(0, 1797, 40)],                     # data-like
+                     x[d.y == 3][:40],                                  # one class only
+                     x[np.isin(d.y, [1, 7])][:40] + 0.3 * rng.standard_normal((40, 64)),
+                     rng.uniform(-1, 1, (40, 64))])                     # noise
+    as_t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    m = fit.class_metrics(as_t(runs), as_t(clf.coef), as_t(clf.intercept), as_t(clf.prior),
+                          hold_fraction=0.25, confidence=0.8)
+    prior = np.bincount(d.y, minlength=10) / len(d.y)
+    for r in range(len(runs)):
+        pred = clf.model.predict(runs[r])
+        hist = np.bincount(pred, minlength=10) / len(pred)
+        np.testing.assert_allclose(m["hist"][r].numpy(), hist)
+        assert m["classes_covered"][r] == (hist >= 0.25 / 10).sum()
+        np.testing.assert_allclose(m["class_kl"][r].item(), entropy(hist, prior), rtol=1e-12)
+        conf = (clf.model.predict_proba(runs[r]).max(1) >= 0.8).mean()
+        np.testing.assert_allclose(m["confident"][r].item(), conf)
+    assert m["classes_covered"][1] == 1 and m["class_kl"][1] > 2.0
+
+
+def test_digits_runs_record_class_metrics_and_get_fit_and_collapse_labels(tmp_path):
+    """The runs table has the class evidence and labels; a generator that is one digit is
+    mode_collapse, one in the data's class proportions with confident samples is fit."""
+    from gamedyn import fit, run_study
+
+    game = build()
+    res = run_study(make_study(spec(seeds=2, steps=2, record_every=1)), out=tmp_path, jobs=1,
+                    progress=False)
+    cols = {"classes_covered", "class_kl", "confident", "fit", "mode_collapse", "dynamics"}
+    assert cols <= set(res.runs.columns)
+    assert set(res.runs["fit"]) <= set(fit.FIT_LABELS) - {"n/a"}
+    # the labels from the series: one digit everywhere vs the data's proportions
+    T, C = 4, 10
+    steps = np.arange(T) * 10.0
+    one = np.zeros((T, C))
+    one[:, 3] = 1.0
+    prior = np.bincount(game.dataset.y, minlength=10) / len(game.dataset.y)
+    mass = np.stack([one, np.tile(prior, (T, 1))])                     # [2, T, C]
+    series = {"fit.energy": np.ones((2, T)), "D.real": np.zeros((2, T)), "D.fake": np.zeros((2, T)),
+              "fit.classes_covered": np.array([[1.0] * T, [10.0] * T]),
+              "fit.class_kl": np.array([[np.log(1 / prior[3])] * T, [0.0] * T]),
+              "fit.confident": np.array([[1.0] * T, [0.9] * T]),
+              **{f"fit.mass[{k}]": mass[:, :, k] for k in range(C)}}
+    out = game.diagnose_fit(steps, series, np.array([T, T]))
+    assert out["fit"].tolist() == ["mode_collapse", "fit"]
+    assert out["mode_collapse"].tolist() == [True, False]
+    assert out["dynamics"].tolist() == ["converged", "converged"]

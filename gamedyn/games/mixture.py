@@ -77,30 +77,7 @@ _NET = {
     "distance_samples": Param(int, 1000, "evaluation samples (of each side) in the energy distance",
                               low=1),
     "plot_samples": Param(int, 0, "evaluation samples recorded as coordinates (sample figure)", low=0),
-    # thresholds of the fit and dynamics labels (gamedyn.fit)
-    "fit_modes": Param(float, fit.FIT_DEFAULTS["fit_modes"], "fit: modes captured ≥ this × K",
-                       low=0.0, high=1.0),
-    "fit_quality": Param(float, fit.FIT_DEFAULTS["fit_quality"], "fit: high-quality fraction ≥ this",
-                         low=0.0, high=1.0),
-    "fit_kl": Param(float, fit.FIT_DEFAULTS["fit_kl"], "fit: KL / log K ≤ this", low=0.0),
-    "collapse_kl": Param(float, fit.FIT_DEFAULTS["collapse_kl"], "mode_collapse: KL / log K ≥ this",
-                         low=0.0),
-    "late_fraction": Param(float, fit.FIT_DEFAULTS["late_fraction"], "dynamics: late window fraction",
-                           low=0.0, high=1.0, low_open=True),
-    "hold_fraction": Param(float, fit.FIT_DEFAULTS["hold_fraction"],
-                           "dynamics: a mode is held with a share p̂_k ≥ this / K", low=0.0),
-    "hop_modes": Param(float, fit.FIT_DEFAULTS["hop_modes"],
-                       "dynamics: hopping when modes visited − typically held at once ≥ this",
-                       low=0.0, low_open=True),
-    "settle_tv": Param(float, fit.FIT_DEFAULTS["settle_tv"],
-                       "dynamics: converged when the median TV movement ≤ this", low=0.0),
-    "settle_energy": Param(float, fit.FIT_DEFAULTS["settle_energy"],
-                           "dynamics: converged when the energy distance changed by a factor within "
-                           "[1/this, this] over the late window", low=1.0),
-    "cycle_mass": Param(float, fit.FIT_DEFAULTS["cycle_mass"],
-                        "dynamics: cycling oscillation amplitude ≥ this / K", low=0.0),
-    "min_cycles": Param(float, fit.FIT_DEFAULTS["min_cycles"], "dynamics: cycling needs ≥ this many periods",
-                        low=0.0, low_open=True),
+    **fit.THRESHOLD_PARAMS,   # thresholds of the fit and dynamics labels
 }
 _THRESHOLDS = tuple(fit.FIT_DEFAULTS)
 

@@ -58,7 +58,12 @@ class ModuleGan(SampleGame):
     run, from a stream of their own, the same at every record): ``D.real``, ``D.fake`` (the mean
     D = σ(a) on data and samples; for wgan, hinge and relativistic the mean output a) and
     ``fit.energy``, the energy distance between generated and data samples in data space (pixels
-    for images; Székely & Rizzo 2013). ``fit`` is n/a (image fit labels are not decided yet).
+    for images; Székely & Rizzo 2013). With labelled data, the class metrics of
+    :func:`gamedyn.fit.class_metrics` under the data's classifier (:func:`gamedyn.fit.classifier`):
+    ``fit.classes_covered``, ``fit.class_kl``, ``fit.confident`` and the class histogram
+    ``fit.mass[k]``, from which :meth:`diagnose_fit` decides ``fit`` and ``dynamics``; the thresholds
+    (:data:`gamedyn.fit.THRESHOLD_PARAMS`, ``class_confidence``) are parameters. Without labels
+    ``fit`` is n/a.
 
     With ``save_players`` (default), each run's final weights are kept in the runs table (column
     ``players``) and :meth:`gamedyn.results.Results.players` gives them back as modules of the
@@ -76,6 +81,9 @@ class ModuleGan(SampleGame):
         "eval_samples": Param(int, 256, "fixed evaluation sample size for the recorded metrics", low=2),
         "save_players": Param(bool, True, "keep each run's final weights (runs table column "
                                           "`players`; Results.players(run_id))"),
+        "class_confidence": Param(float, 0.8, "labelled data: a sample is confidently classified when "
+                                              "its top class probability is ≥ this", low=0.0, high=1.0),
+        **fit.THRESHOLD_PARAMS,   # of the fit and dynamics labels (labelled data; classes as modes)
     }
 
     @classmethod
@@ -114,6 +122,24 @@ class ModuleGan(SampleGame):
         self.objective_name, self.gen_cost = costs.NAMED_LOSSES[self.loss]
         self.sample_shape = self._check_outputs()
         self._eval: dict[Any, dict[str, Tensor]] = {}
+        self.classifier = self._classifier()
+
+    def _classifier(self) -> dict[str, Tensor] | None:
+        """The evaluator of labelled data (:func:`gamedyn.fit.classifier`) as tensors W, b, p; None
+        without labels."""
+        if self.dataset.y is None:
+            return None
+        try:
+            clf = fit.classifier(self.dataset.x, self.dataset.y)
+        except ImportError:
+            raise StudyError("game.data", f"{self.dataset.name}: class metrics need scikit-learn "
+                                          f"(pip install scikit-learn)") from None
+        except ValueError as e:
+            raise StudyError("game.data", f"{self.dataset.name}: no classifier for its labels y: {e}"
+                             ) from None
+        as_t = lambda a: torch.as_tensor(a, dtype=self.dtype, device=self.device)  # noqa: E731
+        self.classifier_accuracy = clf.accuracy
+        return {"coef": as_t(clf.coef), "intercept": as_t(clf.intercept), "prior": as_t(clf.prior)}
 
     def _check_outputs(self) -> tuple[int, ...]:
         """The generator's per-sample output shape (the data's, or its flattening), after checking
@@ -205,17 +231,39 @@ class ModuleGan(SampleGame):
             x = self.generate(params, ev["z"])
             ar, af = self.disc_logit(params, ev["data"]), self.disc_logit(params, x)
             to_d = costs.sigmoid if self.loss in _LOGIT_LOSSES else (lambda a: a)
-            return {"D.real": to_d(ar).mean(1), "D.fake": to_d(af).mean(1),
-                    "fit.energy": fit.energy_distance(x, ev["data"], ev["data_dd"])}
+            out = {"D.real": to_d(ar).mean(1), "D.fake": to_d(af).mean(1),
+                   "fit.energy": fit.energy_distance(x, ev["data"], ev["data_dd"])}
+            if self.classifier is not None:
+                m = fit.class_metrics(x, **self.classifier, hold_fraction=self.hold_fraction,
+                                      confidence=self.class_confidence)
+                out.update({f"fit.{k}": m[k] for k in ("classes_covered", "class_kl", "confident")})
+                out.update({f"fit.mass[{k}]": m["hist"][:, k] for k in range(m["hist"].shape[1])})
+            return out
 
     def diagnose_fit(self, steps: np.ndarray, series: dict[str, np.ndarray], n_valid: np.ndarray
                      ) -> dict[str, np.ndarray]:
-        """``fit`` n/a, with the last record's ``energy`` (data-space energy distance) and the
-        discriminator's mean outputs ``disc_real`` / ``disc_fake`` as evidence."""
-        return {"fit": np.full(len(n_valid), "n/a", dtype=object),
-                "energy": fit.last_valid(series["fit.energy"], n_valid),
-                "disc_real": fit.last_valid(series["D.real"], n_valid),
-                "disc_fake": fit.last_valid(series["D.fake"], n_valid)}
+        """Evidence: the last record's ``energy`` (data-space energy distance) and the
+        discriminator's mean outputs ``disc_real`` / ``disc_fake``. With labelled data also the last
+        record's ``classes_covered``, ``class_kl``, ``confident``; ``fit`` is
+        :func:`gamedyn.fit.fit_labels` with classes as modes (covered classes for captured modes,
+        ``confident`` for the high-quality share, ``class_kl`` for the KL; κ = class_kl / log C),
+        ``mode_collapse`` (bool) whether it says so, and ``dynamics`` the sample-based label of
+        :func:`gamedyn.fit.sample_dynamics` on the class histograms ``fit.mass[k]`` (mode hopping
+        = class hopping). Without labels ``fit`` is n/a and the dynamics label the generic one."""
+        out = {"energy": fit.last_valid(series["fit.energy"], n_valid),
+               "disc_real": fit.last_valid(series["D.real"], n_valid),
+               "disc_fake": fit.last_valid(series["D.fake"], n_valid)}
+        if "fit.class_kl" not in series:
+            return {"fit": np.full(len(n_valid), "n/a", dtype=object), **out}
+        th = {k: getattr(self, k) for k in fit.THRESHOLD_PARAMS}
+        last = {k: fit.last_valid(series[f"fit.{k}"], n_valid)
+                for k in ("classes_covered", "class_kl", "confident")}
+        C = sum(1 for k in series if k.startswith("fit.mass["))
+        label = fit.fit_labels(last["classes_covered"], last["confident"], last["class_kl"], C, th)
+        mass = np.stack([series[f"fit.mass[{k}]"] for k in range(C)], -1)   # [R, T, C]
+        out.update(fit=label, mode_collapse=label == "mode_collapse", **last)
+        out.update(fit.sample_dynamics(steps, mass, n_valid, n_valid < len(steps), th, series["fit.energy"]))
+        return out
 
     # --- the players as modules ------------------------------------------------------------
 
