@@ -12,8 +12,25 @@ write by hand, side by side in one invocation (ratios: machines here are noisy).
   recorded values kept in a tensor, in this process;
 - ``start-up``: ``gamedyn list`` against ``python -c "import torch"``.
 
-Each figure is the best of ``--repeat`` interleaved rounds. Usage:
-``python benchmarks/bench_end_to_end.py [--repeat 3] [--runs 1000] [--steps 300]``.
+Behind flags (each run once, after the rows above; ``--extras-only`` skips those):
+
+- ``--jax`` (target 2): ``gamedyn run`` of a 1,000-run × 10,000-step bilinear study (simultaneous
+  SGD, lr 0.05, normal init, recording every 10 steps, figures on, ``-j 2``) with a cold Inductor
+  cache (an empty ``TORCHINDUCTOR_CACHE_DIR``) and then a warm one (the same cache, a fresh results
+  folder), against ``benchmarks/jax_bilinear.py`` (vmap + lax.scan + jit, the same records and the
+  same two Parquet tables), each a whole process. Needs ``jax`` (``pip install gamedyn[bench]``);
+  without it the JAX row is skipped with a message;
+- ``--multi`` (target 6): the same study with 10,000 runs in 10 batches (``max_batch: 1000``),
+  cold cache, against the JAX script on 10,000 runs;
+- ``--many`` (target 7): ``benchmarks/many_structures.yaml`` (99 Dirac-GAN structures × 80 runs ×
+  3,000 steps), cold cache. It takes many minutes; ``--quick`` runs it with 100 steps instead
+  (the same structures and runs) and *extrapolates* to 3,000 steps: the batches' stepping loops
+  (the runs table's ``wall_time``, summed, halved for two workers) scaled by 3,000 / 100, plus
+  everything else as measured.
+
+Each figure of the default rows is the best of ``--repeat`` interleaved rounds. Usage:
+``python benchmarks/bench_end_to_end.py [--repeat 3] [--runs 1000] [--steps 300]
+[--jax] [--multi] [--many [--quick]] [--extras-only]``.
 """
 
 from __future__ import annotations
@@ -28,7 +45,9 @@ import textwrap
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -133,6 +152,75 @@ def eager_overhead(runs: int, steps: int) -> dict[str, float]:
     return {"gamedyn eager": ours, "hand-batched": hand, "gamedyn stepping loop only": loop}
 
 
+def _fresh_env(tmp: Path) -> dict[str, str]:
+    """An environment whose Inductor cache is an empty folder (a cold cache)."""
+    return {**os.environ, "TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp(prefix="inductor-", dir=tmp)}
+
+
+def _gamedyn_run(study: Path, out: Path, env: dict[str, str]) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    return _timed([PY, "-m", "gamedyn", "run", str(study), "-j", "2", "--quiet", "--out", str(out)],
+                  env)
+
+
+def _have_jax() -> bool:
+    import importlib.util
+    if importlib.util.find_spec("jax") is None:
+        print("JAX row skipped: jax is not installed (pip install 'gamedyn[bench]' or pip install jax)")
+        return False
+    return True
+
+
+def bilinear_study(tmp: Path, runs: int, name: str) -> Path:
+    """Issue 13's bilinear study: R runs × 10,000 steps, recording every 10, defaults otherwise
+    (figures on), at most 1,000 runs a batch."""
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": name, "game": "bilinear", "rules": ["simultaneous"],
+        "optimizer": {"name": "sgd", "lr": 0.05}, "init": {"dist": "normal", "scale": 1.0},
+        "seeds": runs, "steps": 10000, "record_every": 10, "max_batch": 1000}))
+    return path
+
+
+def against_jax(tmp: Path) -> dict[str, float]:
+    """Target 2: the 1,000-run study, gamedyn cold and warm, against the JAX script."""
+    study, env = bilinear_study(tmp, 1000, "bilinear_1000"), _fresh_env(tmp)
+    result = {"gamedyn cold cache": _gamedyn_run(study, tmp / "r-cold", env)}
+    if _have_jax():
+        result["JAX script"] = _timed([PY, str(ROOT / "benchmarks" / "jax_bilinear.py"),
+                                       str(tmp / "jax-1000"), "--runs", "1000"])
+    result["gamedyn warm cache"] = _gamedyn_run(study, tmp / "r-warm", env)
+    return result
+
+
+def multi_batch(tmp: Path) -> dict[str, float]:
+    """Target 6: 10 × 1,000 runs × 10,000 steps (ten batches), cold cache, against JAX."""
+    result = {"gamedyn, 10 batches": _gamedyn_run(bilinear_study(tmp, 10000, "bilinear_10x1000"),
+                                                  tmp / "r-multi", _fresh_env(tmp))}
+    if _have_jax():
+        result["JAX script, 10,000 runs"] = _timed(
+            [PY, str(ROOT / "benchmarks" / "jax_bilinear.py"), str(tmp / "jax-10000"),
+             "--runs", "10000"])
+    return result
+
+
+def many_structures(tmp: Path, quick: bool) -> dict[str, float]:
+    """Target 7: 99 Dirac-GAN structures × 80 runs × 3,000 steps (``--quick``: 100 steps, and an
+    extrapolation to 3,000 that scales the measured stepping loops)."""
+    spec = yaml.safe_load((ROOT / "benchmarks" / "many_structures.yaml").read_text())
+    full, steps = spec["steps"], 100 if quick else spec["steps"]
+    study = tmp / "many_structures.yaml"
+    study.write_text(yaml.safe_dump({**spec, "steps": steps}))
+    out = tmp / "r-many"
+    whole = _gamedyn_run(study, out, _fresh_env(tmp))
+    if not quick:
+        return {"gamedyn": whole}
+    loops = pd.read_parquet(out / spec["name"] / "runs.parquet")["wall_time"].sum() / 2
+    return {f"gamedyn, {steps} steps (measured)": whole,
+            f"extrapolated to {full} steps": whole + loops * (full / steps - 1),
+            f"of which stepping, {steps} steps": loops}
+
+
 def startup() -> dict[str, float]:
     return {"gamedyn list": _timed([PY, "-m", "gamedyn", "list"]),
             "import torch": _timed([PY, "-c", "import torch"])}
@@ -143,22 +231,53 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--jax", action="store_true", help="target 2: the 1,000-run study against JAX")
+    ap.add_argument("--multi", action="store_true", help="target 6: 10 batches of 1,000 runs")
+    ap.add_argument("--many", action="store_true", help="target 7: the many-structure study")
+    ap.add_argument("--quick", action="store_true", help="--many with 100 steps, extrapolated")
+    ap.add_argument("--extras-only", action="store_true", help="only the flagged measurements")
     args = ap.parse_args()
     best: dict[str, dict[str, float]] = {}
+    extras: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="gamedyn-e2e-") as tmp:
-        for _ in range(args.repeat):
+        for _ in range(0 if args.extras_only else args.repeat):
             for name, result in (("quickstart (s, whole process)", quickstart(Path(tmp))),
                                  (f"eager step, R = {args.runs} (ms)",
                                   {k: v * 1e3 for k, v in eager_overhead(args.runs, args.steps).items()}),
                                  ("start-up (s)", startup())):
                 for k, v in result.items():
                     best.setdefault(name, {})[k] = min(best.get(name, {}).get(k, float("inf")), v)
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs; best of {args.repeat} interleaved rounds")
+        if args.jax:
+            extras["1,000 × 10,000 bilinear (s, whole process)"] = against_jax(Path(tmp))
+        if args.multi:
+            extras["10 × 1,000 × 10,000 bilinear (s)"] = multi_batch(Path(tmp))
+        if args.many:
+            extras["many structures, 99 × 80 runs (s)"] = many_structures(Path(tmp), args.quick)
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs"
+          + (f"; best of {args.repeat} interleaved rounds" if best else ""))
     for name, figures in best.items():
         (a, x), (b, y), *more = figures.items()
         print(f"{name:34s} {a} {x:8.3f}   {b} {y:8.3f}   ratio {x / y:5.2f}")
         for c, z in more:
             print(f"{'':34s} {c} {z:8.3f}   ratio {z / y:5.2f}")
+    targets = {"10 × 1,000 × 10,000 bilinear (s)": 12.0, "many structures, 99 × 80 runs (s)": 90.0}
+    if extras:
+        print("one round each (the machine is shared and noisy); ratios against the baseline, "
+              "the first row's against issue 13's target where it has no baseline")
+    for name, figures in extras.items():
+        items = list(figures.items())
+        base = next((v for k, v in items if k.startswith("JAX")), None)
+        for i, (k, v) in enumerate(items):
+            label = name if i == 0 else ""
+            if base is not None and not k.startswith("JAX"):
+                print(f"{label:44s} {k:34s} {v:8.2f}   × JAX {v / base:6.2f}")
+            elif base is None and name in targets and "stepping" not in k:
+                print(f"{label:44s} {k:34s} {v:8.2f}   × target ({targets[name]:.0f} s) "
+                      f"{v / targets[name]:6.2f}")
+            else:
+                print(f"{label:44s} {k:34s} {v:8.2f}")
+        if name in targets and base is not None:
+            print(f"{'':44s} issue 13's target: gamedyn ≤ {targets[name]:.0f} s")
 
 
 if __name__ == "__main__":
