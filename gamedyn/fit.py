@@ -2,8 +2,8 @@
 games whose generator is a neural network. For labelled data (images), the classes of a classifier
 trained on the data take the modes' place (:func:`classifier`, :func:`class_metrics`): covered
 classes for captured modes, confidently classified samples for high-quality ones, KL to the data's
-class frequencies for KL to uniform; the same labels follow. (The per-rule tables built from these labels are in
-:mod:`gamedyn.tables`.)
+class frequencies for KL to uniform; the same labels follow. (The per-rule tables built from
+these labels are in :mod:`gamedyn.tables`.)
 
 Metrics (vectorised over the run axis; samples ``x`` ``[R, n, d]``, mode means ``[K, d]``)
 ---------------------------------------------------------------------------------------------

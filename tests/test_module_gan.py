@@ -459,3 +459,32 @@ def test_digits_runs_record_class_metrics_and_get_fit_and_collapse_labels(tmp_pa
     assert out["fit"].tolist() == ["mode_collapse", "fit"]
     assert out["mode_collapse"].tolist() == [True, False]
     assert out["dynamics"].tolist() == ["converged", "converged"]
+
+
+# --- instance noise on images (Monte Carlo) -------------------------------------------------
+
+def test_instance_noise_on_64_pixels_is_a_monte_carlo_average_from_each_runs_stream():
+    """d = 64: the quadrature grid (20^64 points) is replaced by mc_samples draws per sample; the
+    losses equal the objective on x + σε written out here with the same draws of the run's stream
+    (real, fake, then ε for each), and a study with it steps."""
+    from gamedyn.regularizers import REGULARIZERS
+
+    game = build(loss="wgan")
+    cls = REGULARIZERS.get("instance_noise")
+    reg = cls.build([cls.resolve({"sigma": 0.3, "mc_samples": 3}, "regularizer")] * 2, torch.float64)
+    params = game.init_params([4, 7])
+    keys = torch.tensor([4, 7])
+    with game.using(Streams(keys)):
+        got = reg.losses(game, params)
+    rng = Streams(keys)
+    xr = game.sampler.sample(rng, game.batch)
+    xf = game.generate(params, game.latents(rng, game.batch))
+    er = rng.fast_normal(game.batch * 3, 64, dtype=torch.float64).reshape(2, game.batch, 3, 64)
+    ef = rng.fast_normal(game.batch * 3, 64, dtype=torch.float64).reshape(2, game.batch, 3, 64)
+    ar = game.disc_logit(params, (xr[:, :, None] + 0.3 * er).reshape(2, -1, 64))
+    af = game.disc_logit(params, (xf[:, :, None] + 0.3 * ef).reshape(2, -1, 64))
+    torch.testing.assert_close(got["disc"], af.mean(1) - ar.mean(1), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got["gen"], ar.mean(1) - af.mean(1), rtol=1e-12, atol=1e-12)  # V
+    res = run_batch(make_study(spec(regularizer={"name": "instance_noise", "sigma": 0.1}, seeds=2,
+                                    steps=2, record_every=1)).batches()[0])
+    assert res.runs["stop_reason"].isna().all()
