@@ -16,6 +16,14 @@ MAX_COORDS = 16
 STORE_EVERY = 32
 
 
+def _root_sum(squares: list[torch.Tensor]) -> torch.Tensor:
+    """√(Σ squares), summed from the first term (no Python 0 to add)."""
+    total = squares[0]
+    for s in squares[1:]:
+        total = total + s
+    return torch.sqrt(total)
+
+
 def _coord_names(player: str, name: str, shape: tuple[int, ...]) -> list[str]:
     if not shape:
         return [f"{player}.{name}"]
@@ -84,12 +92,12 @@ class Recorder:
         for p in params:
             cols[f"loss.{p}"] = losses[p].detach()
         for p in params:
-            cols[f"grad_norm.{p}"] = torch.sqrt(sum((g.reshape(R, -1) ** 2).sum(1)
-                                                    for g in grads[p].values()))
+            cols[f"grad_norm.{p}"] = _root_sum([(g.reshape(R, -1) ** 2).sum(1)
+                                                for g in grads[p].values()])
         if self.eq is not None:
-            cols["distance"] = torch.sqrt(sum(
+            cols["distance"] = _root_sum([
                 ((params[pl][k].detach() - self.eq[pl][k]).reshape(R, -1) ** 2).sum(1)
-                for pl in params for k in params[pl]))
+                for pl in params for k in params[pl]])
         for name, value in metrics.items():
             cols[f"metric:{name}"] = value.detach()
         return cols
@@ -105,8 +113,12 @@ class Recorder:
         return [c.reshape(self.n_runs, -1).T.to(self.game.dtype) for c in cols.values()]
 
     def row(self, params: Params) -> torch.Tensor:
-        """The record at ``params`` as one [V, R] tensor (V = ``len(self.variables)``)."""
-        return torch.cat(self.parts(params))
+        """The record at ``params`` as one [V, R] tensor (V = ``len(self.variables)``): the
+        :meth:`parts` stacked, built with one concatenation and one transpose."""
+        return self._row(self.columns(params))
+
+    def _row(self, cols: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([c.reshape(self.n_runs, -1) for c in cols.values()], 1).to(self.game.dtype).T
 
     def _size(self, rows: torch.Tensor) -> torch.Tensor:
         """A run's size in records [..., V, R]: its distance to the equilibrium, else its largest
@@ -146,7 +158,7 @@ class Recorder:
             dtype = torch.empty(0, dtype=self.game.dtype).numpy().dtype
             self.values = np.empty((len(self.steps), len(self.variables), self.keep), dtype)
             self._bad = np.zeros((len(self.steps), self.keep), dtype=bool)
-        row = torch.cat(self._blocks(cols))
+        row = self._row(cols)
         if step == 0:
             self._limit = self.blowup * self._size(row).clamp_min(1.0)
         self.store(step, row)
