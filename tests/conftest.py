@@ -8,11 +8,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from gamedyn.batch import run_batch
 from gamedyn.study import make_study
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def build(registry, name, configs, dtype=torch.float64):
+    """A component (game, rule, optimizer, regularizer) built directly from per-run configs."""
+    cls = registry.get(name)
+    return cls.build([cls.resolve(c, name) for c in configs], dtype)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny problems: intra-op threads only add overhead (a lot of it on a busy machine). Modules
+    of such tests use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def simulate(game, rule, lr=0.1, init=None, steps=100, record_every=1, seeds=1, compile="off",

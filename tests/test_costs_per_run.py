@@ -15,14 +15,9 @@ from gamedyn.optim import OPTIMIZERS
 from gamedyn.rules import RULES, Context
 from gamedyn.rules.base import count, zero_counts
 
-from .conftest import simulate
+from .conftest import build, simulate
 
 DT = torch.float64
-
-
-def build(registry, name, configs):
-    cls = registry.get(name)
-    return cls.build([cls.resolve(c, name) for c in configs], DT)
 
 
 class CountingContext(Context):

@@ -17,22 +17,12 @@ from gamedyn.optim import OPTIMIZERS
 from gamedyn.random import Streams
 from gamedyn.rules import RULES
 
-from .conftest import simulate
+from .conftest import build, simulate
 
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def build(registry, name, configs):
-    cls = registry.get(name)
-    return cls.build([cls.resolve(c, name) for c in configs], DT)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def step_map(rule, lrs, game=None, rule_cfg=None, start=((1.0, 1.0), (0.5, -1.0), (2.0, 0.3))):

@@ -27,12 +27,7 @@ TINY = {"generator": {"module": NETS, "class": "Generator", "kwargs": {"latent":
         "latent": {"dim": 4}, "batch": 8, "eval_samples": 16}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def spec(game=None, **extra):

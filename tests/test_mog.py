@@ -21,14 +21,7 @@ from gamedyn.regularizers import REGULARIZERS
 from gamedyn.rules import RULES
 from gamedyn.study import make_study
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small batched networks run fastest on one thread (and are not slowed by a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 P_CHI2_2_LE_9 = 1.0 - math.exp(-4.5)  # P(χ²₂ ≤ 9) ≈ 0.98889

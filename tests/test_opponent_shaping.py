@@ -23,16 +23,11 @@ from gamedyn.optim import OPTIMIZERS
 from gamedyn.rules import RULES, Context
 from gamedyn.study import make_study
 
-from .conftest import series, simulate
+from .conftest import build, series, simulate
 from .test_contract import assert_alone_equals_in_batch
 
 SHAPING = ("lookahead_opponent", "lola", "sos", "lss")
 F64 = torch.float64
-
-
-def build(registry, name: str, configs: list[dict]):
-    cls = registry.get(name)
-    return cls.build([cls.resolve(c, name) for c in configs], F64)
 
 
 def setup(game: str, rule: str, rule_configs: list[dict], game_config: dict | None = None):

@@ -13,26 +13,15 @@ from gamedyn.optim import OPTIMIZERS
 from gamedyn.rules import RULES, Context
 from gamedyn.rules.cgd import cg_normal_equations, conjugate_gradient
 
-from .conftest import series, simulate
+from .conftest import build, series, simulate
 
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny problems: intra-op threads only add overhead."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- helpers: components built directly, and the Dirac-GAN in numpy -----------------------------
-
-def build(registry, name, configs):
-    cls = registry.get(name)
-    return cls.build([cls.resolve(c, name) for c in configs], DT)
-
 
 def sgd(gen_lr, disc_lr, momentum=0.0):
     return {"gen": build(OPTIMIZERS, "sgd", [{"lr": gen_lr, "momentum": momentum}]),

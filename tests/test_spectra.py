@@ -12,12 +12,9 @@ from gamedyn.optim import OPTIMIZERS
 from gamedyn.orchestrate import run_study
 from gamedyn.rules import RULES
 
+from .conftest import build
+
 DT = torch.float64
-
-
-def build(registry, name, configs):
-    cls = registry.get(name)
-    return cls.build([cls.resolve(c, name) for c in configs], DT)
 
 
 def params_of(x, y):

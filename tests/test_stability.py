@@ -14,23 +14,12 @@ from gamedyn.optim import OPTIMIZERS
 from gamedyn.regularizers import REGULARIZERS
 from gamedyn.rules import RULES
 
-from .conftest import series, simulate
+from .conftest import build, series, simulate
 
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These are tiny problems: intra-op threads only add overhead (a lot of it on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def build(registry, name, configs):
-    cls = registry.get(name)
-    return cls.build([cls.resolve(c, name) for c in configs], DT)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sgd(lrs, momenta=None):
