@@ -131,6 +131,10 @@ class SampleGame(Game):
     def disc_logit(self, params: Params, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def minibatch(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Samples ``x`` [R, n, ...] of a minibatch with their weights 1/n each."""
+        return x, torch.full(x.shape[:2], 1.0 / x.shape[1], dtype=self.dtype, device=self.device)
+
     def real_samples(self, n_runs: int) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 

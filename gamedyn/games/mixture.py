@@ -142,12 +142,12 @@ class MixtureGame(SampleGame):
 
     def real_samples(self, n_runs: int) -> tuple[Tensor, Tensor]:
         x = self.sample_data(self.rng, self.batch)
-        return x, torch.full(x.shape[:2], 1.0 / self.batch, dtype=self.dtype, device=self.device)
+        return self.minibatch(x)
 
     def fake_samples(self, params: Params) -> tuple[Tensor, Tensor]:
         z = self.rng.fast_normal(self.batch, self.latent, dtype=self.dtype)
         x = self.generate(params, z)
-        return x, torch.full(x.shape[:2], 1.0 / self.batch, dtype=self.dtype, device=self.device)
+        return self.minibatch(x)
 
     def objective(self, params, real, fake):
         (xr, wr), (xf, wf) = real, fake

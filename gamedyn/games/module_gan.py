@@ -201,11 +201,11 @@ class ModuleGan(SampleGame):
 
     def real_samples(self, n_runs: int) -> tuple[Tensor, Tensor]:
         x = self.sampler.sample(self.rng, self.batch)
-        return x, torch.full(x.shape[:2], 1.0 / self.batch, dtype=self.dtype, device=self.device)
+        return self.minibatch(x)
 
     def fake_samples(self, params: Params) -> tuple[Tensor, Tensor]:
         x = self.generate(params, self.latents(self.rng, self.batch))
-        return x, torch.full(x.shape[:2], 1.0 / self.batch, dtype=self.dtype, device=self.device)
+        return self.minibatch(x)
 
     def objective(self, params, real, fake):
         (xr, wr), (xf, wf) = real, fake
