@@ -3,6 +3,9 @@ missing or untested instead of falling back silently."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import torch
 
 from gamedyn import make_study, torch_private
@@ -30,6 +33,16 @@ def test_count_ops_counts_aten_operations_and_returns_the_result():
     x = torch.tensor([2.0], requires_grad=True)  # forward mul, and autograd's backward mul
     (g,), n = torch_private.count_ops(lambda: torch.autograd.grad((x * x).sum(), x))
     assert g.item() == 4.0 and n >= 3
+
+
+def test_counting_does_not_import_dynamo():
+    """``auto`` counts an eager step in every batch: importing Dynamo for it cost 1.3 s a worker."""
+    code = ("import sys, torch; from gamedyn import torch_private as tp; "
+            "x = torch.ones(2, requires_grad=True); "
+            "tp.count_ops(lambda: torch.autograd.grad((x * x).sum(), x)); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_without_the_private_api_the_batch_steps_eagerly_and_says_why(monkeypatch):
