@@ -82,7 +82,8 @@ def _run_batch(runs: list[Run], thresholds: dict[str, float] | None, device: str
     cfg = runs[0].config
     dtype = getattr(torch, cfg["dtype"])
     configs = [r.config for r in runaxis.pad(runs)]   # the real runs first, then copies of the last
-    game = GAMES.get(cfg["game"]["name"]).build([c["game"] for c in configs], dtype, device)
+    game_configs = [c["game"] for c in configs]
+    game = GAMES.get(cfg["game"]["name"]).build(game_configs, dtype, device)
     rule = RULES.get(cfg["rule"]["name"]).build([c["rule"] for c in configs], dtype, device)
     optimizers = {
         p: OPTIMIZERS.get(cfg["optimizer"][p]["name"]).build(
@@ -99,7 +100,8 @@ def _run_batch(runs: list[Run], thresholds: dict[str, float] | None, device: str
     memo = None if regularizer.changes_losses else FieldMemo()  # a record's field, for the next step
     ctx = Context(game, optimizers, regularizer=regularizer, memo=memo)
     recorder = Recorder(game, len(configs), cfg["steps"], cfg["record_every"], th["blowup"],
-                        keep=len(runs), memo=memo)
+                        keep=len(runs), memo=memo,
+                        tile=lambda m: type(game).build(game_configs * m, dtype, device))
     stepper = fuse.Stepper(rule, ctx, recorder, compile, cfg["steps"], cfg["record_every"])
 
     start = time.perf_counter()

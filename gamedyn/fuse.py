@@ -121,7 +121,7 @@ class Stepper:
         self.steps, self.interval, self.k = steps, interval, chunk_length(interval)
         self.m = records_per_chunk(interval) if interval == self.k else 1
         self.kind, self.note, self.compile_seconds = "eager", "", 0.0
-        self._decided = mode == "off"
+        self._decided = False
         self._done = 0
         self._fns: dict[str, Callable[..., Any]] = {}
         self._probed, self._ops = 0, 0
@@ -144,7 +144,7 @@ class Stepper:
                 self._done = done  # redo the interval eagerly from its start
                 self.kind, self.note = "eager", _why(e)
         params, state = self._eager(params, state, n)
-        self.recorder.push(at[i + 1], self.recorder.row(params))
+        self.recorder.keep_point(at[i + 1], params)
         return params, state, i + 1
 
     # -- eager -----------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ class Stepper:
         rngs = (self.recorder.game.rng, self.recorder.rng)
         counters = [g.counter if g is not None else None for g in rngs]
         unusable = torch_private.missing(torch_private.COUNTING)
-        if m and not self._probed and not unusable:
+        if m and not self._probed and not unusable and self.mode != "off":
             (params, state), self._ops = torch_private.count_ops(
                 lambda: self._eager(params, state, 1))
             self._probed, m = 1, m - 1
@@ -176,6 +176,10 @@ class Stepper:
             self.recorder.row(params)
             self._draws, rngs[1].counter = self._draws or rngs[1].counter != before, before
         self._decided = True
+        if not self._draws and self.recorder.defer():
+            self.ctx.memo = None  # records no longer evaluate the field the next step starts from
+        if self.mode == "off":
+            return params, state
         if unusable and self.mode == "auto":
             self.note = unusable
             return params, state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -46,11 +47,16 @@ class Recorder:
     """
 
     def __init__(self, game: Game, n_runs: int, steps: int, record_every: int, blowup: float,
-                 keep: int | None = None, memo: FieldMemo | None = None):
+                 keep: int | None = None, memo: FieldMemo | None = None,
+                 tile: Callable[[int], Game] | None = None):
         """``n_runs`` is the run axis of the tensors it sees; only the first ``keep`` runs (default:
         all) are stored and judged (the rest pad the run axis, :mod:`gamedyn.runaxis`). The field
-        of each eager record goes to ``memo``, for the rule's next step (:class:`FieldMemo`)."""
-        self.game, self.memo = game, memo
+        of each eager record goes to ``memo``, for the rule's next step (:class:`FieldMemo`).
+        ``tile(m)`` builds the same game for m copies of the run axis (copy j's run r at j·R + r),
+        which lets eager records be evaluated many at once (:meth:`defer`)."""
+        self.game, self.memo, self.tile = game, memo, tile
+        self._tiled: Recorder | None = None  # evaluates deferred records (see defer)
+        self._held: list[tuple[int, torch.Tensor]] = []  # deferred records' points, [R, P] each
         self.ctx = Context(game, {})  # recording is not charged to the rule's counters
         self.rng = game.rng.fork(1) if game.rng is not None else None  # apart from training noise
         self.eq = game.equilibrium()
@@ -163,6 +169,49 @@ class Recorder:
             self._limit = self.blowup * self._size(row).clamp_min(1.0)
         self.store(step, row)
 
+    def defer(self) -> bool:
+        """From now on, evaluate eager records :data:`STORE_EVERY` at a time (:meth:`keep_point`), where
+        that is exact: a game whose players are all small (recorded coordinate by coordinate), built
+        by ``tile``, and whose records draw no random numbers (the caller checked). A record is then
+        one copy of the point per step, and its losses, field and metrics are computed with those of
+        the records around it on a run axis of ``STORE_EVERY · R`` runs — the same game on copies of
+        the runs, so the same values (:mod:`gamedyn.runaxis`): a toy game's eager step with a record
+        costs about a third of what it did. Returns whether it defers."""
+        if self.tile is not None and all(self._small.values()) and self.values is not None:
+            self._tiled = Recorder(self.tile(STORE_EVERY), STORE_EVERY * self.n_runs, 0, 1, self.blowup)
+            self._leaves = [(pl, k, shape) for pl, named in self.game.shapes().items()
+                            for k, shape in named.items()]
+        return self._tiled is not None
+
+    def keep_point(self, step: int, params: Params) -> None:
+        """Record ``params`` at ``step``: now (:meth:`push` of its :meth:`row`), or, once
+        :meth:`defer` said so, later with the records around it."""
+        if self._tiled is None:
+            self.push(step, self.row(params))
+            return
+        if self._held and self._index[self._held[-1][0]] + 1 != self._index[step]:
+            self.flush()
+        self._held.append((step, torch.cat([params[pl][k].detach().reshape(self.n_runs, -1)
+                                            for pl, k, _ in self._leaves], 1)))
+        if len(self._held) >= STORE_EVERY:
+            self.flush()
+
+    def _evaluate_held(self) -> None:
+        """Store the records of the held points, evaluated on the tiled game (the points padded to
+        STORE_EVERY by copies of the last)."""
+        held, self._held = self._held, []
+        points = [x for _, x in held] + [held[-1][1]] * (STORE_EVERY - len(held))
+        flat = torch.cat(points)                                              # [M·R, P]
+        params: Params = {}
+        at = 0
+        for pl, k, shape in self._leaves:
+            size = math.prod(shape)
+            params.setdefault(pl, {})[k] = flat[:, at:at + size].reshape(-1, *shape)
+            at += size
+        rows = self._tiled._row(self._tiled.columns(params))                  # [V, M·R]
+        rows = rows.reshape(rows.shape[0], STORE_EVERY, self.n_runs).transpose(0, 1)
+        self._store(held[0][0], rows[:len(held)])
+
     def push(self, step: int, row: torch.Tensor) -> None:
         """Keep the eager record at ``step`` ([V, R]) to be stored with the records that follow it:
         up to :data:`STORE_EVERY` consecutive ones are judged and copied out at once (the same
@@ -174,10 +223,12 @@ class Recorder:
             self.flush()
 
     def flush(self) -> None:
-        """Store the records :meth:`push` holds."""
+        """Store the records :meth:`push` (and :meth:`keep_point`) hold."""
         if self._pending:
             pending, self._pending = self._pending, []
             self._store(pending[0][0], torch.stack([row for _, row in pending]))
+        if self._held:
+            self._evaluate_held()
 
     def store(self, step: int, rows: torch.Tensor, bad: torch.Tensor | None = None) -> None:
         """Keep the record at ``step`` ([V, R]), or the consecutive records from ``step`` on

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from gamedyn.batch import run_batch
+from gamedyn.record import Recorder
 from gamedyn.rules.context import FieldMemo
 from gamedyn.study import make_study
 
@@ -33,6 +34,7 @@ def _run(study, batch, monkeypatch, memo: bool):
         return out
 
     monkeypatch.setattr(FieldMemo, "get", get)
+    monkeypatch.setattr(Recorder, "defer", lambda self: False)  # records evaluated one by one
     res = run_batch(batch, study.thresholds, compile="off")
     return res, sum(hits)
 
