@@ -22,6 +22,10 @@ distributed cluster through joblib's Dask backend). With Dask, each task carries
 configurations (and the source of the study's plugin files) and returns its compact
 :class:`~gamedyn.batch.BatchResult`; this process writes the part files, so the workers need no
 filesystem shared with it, only gamedyn (and the packages it needs) installed.
+
+A study too small for a process pool to pay runs in this process whatever ``jobs`` asks
+(:func:`in_process`): starting a worker costs a fresh Python importing torch and gamedyn, about
+2 s of a core, which the quickstart's whole stepping does not outweigh.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import math
+import os
 import sys
 import time
 import traceback
@@ -45,13 +51,22 @@ from tqdm import tqdm
 from . import fuse, plugins, runaxis
 from .batch import BatchResult, batch_id, run_batch
 from .errors import StudyError
+from .record import MAX_COORDS
 from .results import FAILURE_COLUMNS, Results, ResultsFolder, load
 from .rules import RULES
-from .study import Run, Study
+from .study import Run, Study, built_game
 
 BACKENDS = ("loky", "dask")
 CONNECT_TIMEOUT = 20.0  # seconds to reach a Dask scheduler, and to wait for its first worker
 PROGRESS_INTERVAL = 30.0  # seconds between progress lines when stderr is not a terminal
+#: Seconds a loky worker takes to start: a fresh Python importing torch and gamedyn (2 cores).
+WORKER_START_SECONDS = 2.0
+#: :func:`in_process`'s price of one gradient evaluation of an eager step of a toy game, its record
+#: included (measured on 2 cores: the quickstart's 40,500 evaluations step in about 2 s).
+EVALUATION_SECONDS = 5e-5
+#: Most padded runs a toy game's batch may have for :func:`in_process`'s price to hold (below it,
+#: an eager step costs its dispatch, whatever the runs).
+IN_PROCESS_MAX_RUNS = 1024
 
 
 @dataclasses.dataclass
@@ -132,13 +147,41 @@ def run_study(study: Study, out: str | Path = "results", jobs: int = 1, fresh: b
     return results
 
 
+def in_process(batches: list[list[Run]], jobs: int) -> bool:
+    """Whether ``batches`` run faster in this process than on ``jobs`` loky workers: only toy games
+    (every player at most :data:`~gamedyn.record.MAX_COORDS` coordinates per run) in batches of at
+    most :data:`IN_PROCESS_MAX_RUNS` padded runs, whose eager stepping, priced at
+    :data:`EVALUATION_SECONDS` per evaluation (steps × the rule's :meth:`~gamedyn.rules.Rule.work`),
+    takes less alone than :data:`WORKER_START_SECONDS` plus its share on ``jobs`` workers. Where it
+    runs changes no result (each run's numbers are its own; README "Deterministic tables").
+    ``GAMEDYN_ALWAYS_POOL=1`` in the environment starts the workers whatever the study (for tests
+    and debugging of the worker path)."""
+    if jobs == 1 or os.environ.get("GAMEDYN_ALWAYS_POOL") == "1":
+        return jobs == 1
+    workers = min(os.cpu_count() or 1, jobs if jobs > 0 else os.cpu_count() or 1, len(batches))
+    if workers <= 1:
+        return True
+    for batch in batches:
+        game = built_game(batch[0].config["game"])
+        if (runaxis.padded_size(len(batch)) > IN_PROCESS_MAX_RUNS
+                or any(math.prod(s) > MAX_COORDS for named in game.shapes().values()
+                       for s in named.values())):
+            return False
+    serial = sum(b[0].config["steps"] * _evaluations(b) * EVALUATION_SECONDS for b in batches)
+    return serial < WORKER_START_SECONDS + serial / workers
+
+
+def _evaluations(batch: list[Run]) -> float:
+    rule = batch[0].config["rule"]
+    return RULES.get(rule["name"]).work(rule)
+
+
 def _work(batch: list[Run]) -> float:
     """A batch's rough cost (padded runs × steps × the rule's evaluations per step): the longest
     batches start first, so that no worker idles at the end while one runs a long batch alone. The
     order changes neither the results nor the tables (assembled in study order)."""
     cfg = batch[0].config
-    return (runaxis.padded_size(len(batch)) * cfg["steps"]
-            * RULES.get(cfg["rule"]["name"]).work(cfg["rule"]))
+    return runaxis.padded_size(len(batch)) * cfg["steps"] * _evaluations(batch)
 
 
 def _execute_all(study: Study, todo: list[list[Run]], folder: ResultsFolder, bar: tqdm,
@@ -149,7 +192,7 @@ def _execute_all(study: Study, todo: list[list[Run]], folder: ResultsFolder, bar
     failed: list[BatchFailure] = []
     if not todo:
         return failed
-    with _backend(backend, scheduler, jobs, study.runs[0].plugins) as plan:
+    with _backend(backend, scheduler, jobs, study.runs[0].plugins, todo) as plan:
         tasks = (delayed(execute)(b, study.thresholds, plan.threads, plan.sources, compile, device)
                  for b in todo)
         results = iter(Parallel(n_jobs=plan.n_jobs, return_as="generator_unordered")(tasks))
@@ -263,12 +306,14 @@ class _Plan:
 
 
 @contextlib.contextmanager
-def _backend(backend: str, scheduler: Any, jobs: int, plugins: tuple[str, ...]) -> Iterator[_Plan]:
-    """The joblib configuration of a backend. Dask workers may not see this machine's files, so the
+def _backend(backend: str, scheduler: Any, jobs: int, plugins: tuple[str, ...],
+             todo: list[list[Run]]) -> Iterator[_Plan]:
+    """The joblib configuration of a backend (loky: this process for a study too small for a pool,
+    :func:`in_process`). Dask workers may not see this machine's files, so the
     study's plugin files travel with the tasks (plugins named as modules must be installed there)."""
     if backend == "loky":
-        yield _Plan(jobs, 1 if jobs != 1 else None, None, (BrokenProcessPool,),
-                    "a worker process died",
+        yield _Plan(1 if in_process(todo, jobs) else jobs, 1 if jobs != 1 else None, None,
+                    (BrokenProcessPool,), "a worker process died",
                     " (with fewer --jobs or a smaller --memory-budget if memory ran out)")
         return
     sources = {spec: Path(spec).read_text() for spec in plugins if spec.endswith(".py")}

@@ -215,7 +215,7 @@ def make_study(spec: Any, source: str | None = None) -> Study:
                                  allow_single=True)
     rules = _alternatives(RULES, spec["rules"], "rules", allow_single=False)
     # the study's player entries are each game's names (gen and disc for every GAN game)
-    rosters = {id(gcfg): player_names(_built(gcfg).players) for gcfg, _ in games}
+    rosters = {id(gcfg): player_names(built_game(gcfg).players) for gcfg, _ in games}
     optimizers, inits = {}, {}
     for gcfg, _ in games:
         roster = rosters[id(gcfg)]
@@ -523,8 +523,8 @@ def _check_init(init: dict[str, Any], game: dict[str, Any], key: str,
     """Explicit initial values must name the game's parameters and fit their shapes; a grid's or a
     Sobol sample's coordinates (``start``: the layout's name and one start) must be parameters of
     one element."""
-    shapes = _built(game).shapes()
-    players = player_names(_built(game).players)
+    shapes = built_game(game).shapes()
+    players = player_names(built_game(game).players)
     if start is not None:
         layout, coords = start
         scalars = [f"{p}.{n}" for p, named in shapes.items() for n, s in named.items()
@@ -566,14 +566,14 @@ def _check_regularizer(reg: dict[str, Any], game: dict[str, Any]) -> None:
         raise StudyError("regularizer", f"{reg['name']!r} acts on data samples, which game "
                                         f"{game['name']!r} does not have; games with samples: "
                                         f"{', '.join(with_samples)}")
-    if cls.needs_disc and "disc" not in _built(game).players:
+    if cls.needs_disc and "disc" not in built_game(game).players:
         raise StudyError("regularizer", f"{reg['name']!r} acts on the discriminator, which game "
                                         f"{_label(GAMES, game)!r} does not have as a player")
 
 
 def _check_rule(rule: dict[str, Any], optimizer: dict[str, Any], game: dict[str, Any]) -> None:
     """What a rule declares it needs (players, its optimizers' capabilities: ``Rule.unmet``)."""
-    players = tuple(_built(game).players)
+    players = tuple(built_game(game).players)
     opts = {p: OPTIMIZERS.get(optimizer[p]["name"]) for p in players if p in optimizer}
     problem = RULES.get(rule["name"]).unmet(rule, players, opts)
     if problem:
@@ -585,7 +585,7 @@ def _built_cached(name: str, frozen: str) -> Any:
     return GAMES.get(name).build([json.loads(frozen)], dtype=_float64())
 
 
-def _built(game: dict[str, Any]) -> Any:
+def built_game(game: dict[str, Any]) -> Any:
     """The game built once per configuration (for checks of its players and shapes)."""
     return _built_cached(game["name"], json.dumps(game, sort_keys=True))
 

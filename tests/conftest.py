@@ -23,6 +23,13 @@ def build(registry, name, configs, dtype=torch.float64):
 
 
 @pytest.fixture
+def pool(monkeypatch):
+    """Worker processes even for a study small enough to run in the main process
+    (``gamedyn.orchestrate.in_process``): for the tests of the worker path. Inherited by ``cli``."""
+    monkeypatch.setenv("GAMEDYN_ALWAYS_POOL", "1")
+
+
+@pytest.fixture
 def one_thread():
     """Tiny problems: intra-op threads only add overhead (a lot of it on a busy machine). Modules
     of such tests use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""

@@ -59,7 +59,7 @@ def test_the_timing_columns_are_those_the_readme_documents():
     assert "*timing columns* `wall_time` and `compile_time`." in para
 
 
-def test_tables_equal_across_workers_resume_and_dask(tmp_path):
+def test_tables_equal_across_workers_resume_and_dask(tmp_path, pool):
     """With ``--compile off``, every column but wall_time and compile_time is equal."""
     distributed = pytest.importorskip("distributed")
     study = make_study(SPEC)

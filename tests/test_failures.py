@@ -23,7 +23,8 @@ SPEC = {"name": "fragile", "game": ["bilinear", "dirac"], "rules": ["simultaneou
         "steps": 30, "plugins": ["tests.plugin_rules"]}
 
 
-def test_a_raising_rule_fails_its_runs_only_and_a_rerun_retries_them(tmp_path, cli, monkeypatch):
+def test_a_raising_rule_fails_its_runs_only_and_a_rerun_retries_them(tmp_path, cli, monkeypatch,
+                                                                     pool):
     path = tmp_path / "fragile.yaml"
     path.write_text(yaml.safe_dump(SPEC))
     folder = tmp_path / "res" / "fragile"
@@ -146,7 +147,7 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(tmp_path, capsys)
     assert capsys.readouterr().err == ""
 
 
-def test_a_worker_killed_under_the_study_is_a_clear_error(tmp_path, cli, monkeypatch):
+def test_a_worker_killed_under_the_study_is_a_clear_error(tmp_path, cli, monkeypatch, pool):
     path = tmp_path / "doomed.yaml"
     path.write_text(yaml.safe_dump({**SPEC, "name": "doomed", "game": "bilinear",
                                     "rules": ["die_for_test"]}))

@@ -40,7 +40,7 @@ def test_a_run_alone_equals_the_same_run_in_a_batch():
         np.testing.assert_array_equal(mine["value"], alone["value"])   # bit for bit
 
 
-def test_one_worker_equals_two_workers(tmp_path):
+def test_one_worker_equals_two_workers(tmp_path, pool):
     study = make_study(SPEC)
     one = run_study(study, out=tmp_path / "j1", jobs=1, progress=False, compile="off")
     two = run_study(study, out=tmp_path / "j2", jobs=2, progress=False, compile="off")

@@ -145,7 +145,7 @@ def test_rules_give_the_gan_named_games_results_with_roles_first_and_second(tmp_
     assert named.runs["lyapunov_1"].notna().any()
 
 
-def test_every_orchestration_path_runs_a_game_with_its_own_names(tmp_path):
+def test_every_orchestration_path_runs_a_game_with_its_own_names(tmp_path, pool):
     """Batches of 2 runs, two workers (loky), resume after a batch's parts are lost: the tables of
     one process, one batch at a time."""
     s = make_study(spec(rules=[{"name": "alternating", "first": "p2"}, {"name": "lola", "alpha": 0.1},

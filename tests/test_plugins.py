@@ -32,7 +32,7 @@ def test_worked_example_matches_its_closed_form():
     assert max(abs(np.linalg.eigvals(T))) < 1
 
 
-def test_worked_example_runs_from_the_cli_with_workers(tmp_path, cli):
+def test_worked_example_runs_from_the_cli_with_workers(tmp_path, cli, pool):
     out = cli("run", EXAMPLE, "-j", "2", "--out", tmp_path, "--quiet", "--no-figures")
     assert out.returncode == 0, out.stderr
     runs = load(tmp_path / "custom_rule").runs

@@ -1,0 +1,37 @@
+"""A study too small for a process pool to pay runs in the main process whatever -j asks
+(gamedyn.orchestrate.in_process); larger studies and games with large players get the workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gamedyn.orchestrate import in_process
+from gamedyn.study import load_study, make_study
+
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+
+
+def _study(**spec):
+    return make_study({"name": "p", "game": "bilinear", "rules": ["simultaneous"],
+                       "optimizer": {"name": "sgd", "lr": 0.1}, **spec})
+
+
+def test_the_quickstart_runs_in_process_and_a_large_study_on_workers(monkeypatch):
+    quick = load_study(STUDIES / "quickstart.yaml").batches()
+    assert in_process(quick, 2) and in_process(quick, -1) and in_process(quick, 1)
+    # 10 structures of 1,000 runs x 10,000 steps: minutes of stepping
+    big = _study(optimizer={"name": "sgd", "lr": [0.01 * i for i in range(1, 11)]}, seeds=1000,
+                 steps=10_000, record_every=10).batches()
+    assert not in_process(big, 2) and in_process(big, 1)
+    monkeypatch.setenv("GAMEDYN_ALWAYS_POOL", "1")
+    assert not in_process(quick, 2) and in_process(quick, 1)
+
+
+def test_long_studies_and_large_players_get_workers():
+    two = ["simultaneous", {"name": "alternating", "first": "gen"}]
+    long = _study(rules=two, steps=100_000).batches()
+    assert not in_process(long, 2)   # 300,000 evaluations: ~15 s alone, ~10 s on two workers
+    assert in_process(_study(rules=two, steps=1_000).batches(), 2)
+    assert in_process(_study(steps=100_000).batches(), 2)   # one batch: nothing to share
+    ring = _study(game="mog_ring", rules=two, steps=10).batches()
+    assert not in_process(ring, 2)   # neural players: no price for their steps
