@@ -43,3 +43,22 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def panel_grid(nrows: int, ncols: int, panel: tuple[float, float] = (3.2, 3.0), legend: float = 0.0,
+               title: float = 0.5):
+    """A figure of ``nrows`` × ``ncols`` panels of ``panel`` inches (width, height) each, room for
+    a three-line title (fontsize 8) above each panel and axis labels beside it, ``legend`` inches
+    on the right (for ``fig.legend(loc="center right")``) and ``title`` inches on top for a
+    suptitle: a fixed layout, computed once (constrained layout measured every text twice, 0.5 s
+    for a 3 × 3 figure). Returns (fig, axes [nrows, ncols])."""
+    plt = pyplot()
+    left, bottom, gap_w, gap_h = 0.65, 0.5, 0.7, 0.95  # inches: tick labels, axis labels, titles
+    W = ncols * panel[0] + legend + 0.15
+    H = nrows * panel[1] + title
+    fig, axes = plt.subplots(nrows, ncols, figsize=(W, H), squeeze=False)
+    ax_w, ax_h = (W - left - legend - 0.15 - (ncols - 1) * gap_w) / ncols, \
+        (H - title - bottom - (nrows - 1) * gap_h - 0.45) / nrows
+    fig.subplots_adjust(left=left / W, right=1 - (legend + 0.15) / W, bottom=bottom / H,
+                        top=1 - (title + 0.45) / H, wspace=gap_w / ax_w, hspace=gap_h / ax_h)
+    return fig, axes

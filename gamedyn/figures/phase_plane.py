@@ -9,7 +9,7 @@ import numpy as np
 
 from ..players import GAN, roles
 from ..results import Results
-from .base import FIGURES, pyplot
+from .base import FIGURES, panel_grid, pyplot
 
 
 def _phase_vars(variables: list[str]) -> tuple[str, str] | None:
@@ -59,8 +59,7 @@ def phase_plane(results: Results, path: str | Path, zoom: float = 4.0) -> Path:
     games = list(dict.fromkeys(runs["game_label"]))
     rules = list(dict.fromkeys(runs["rule_label"]))
     hue = hue_column(runs)
-    fig, axes = plt.subplots(len(games), len(rules), figsize=(3.2 * len(rules), 3.0 * len(games)),
-                             squeeze=False, constrained_layout=True)
+    fig, axes = panel_grid(len(games), len(rules), legend=1.5 if hue else 0.0)
     lrs = sorted(runs[hue].dropna().unique()) if hue else []
     cmap = colormaps["viridis"]
     palette = {lr: cmap(i / max(len(lrs) - 1, 1)) for i, lr in enumerate(lrs)}
@@ -105,7 +104,7 @@ def phase_plane(results: Results, path: str | Path, zoom: float = 4.0) -> Path:
     if hue:
         handles = [plt.Line2D([], [], color=c, lw=2, label=f"{v:g}") for v, c in palette.items()]
         handles.append(plt.Line2D([], [], marker="*", ls="", color="crimson", ms=10, label="equilibrium"))
-        fig.legend(handles=handles, title=hue, loc="outside right center", fontsize=8)
+        fig.legend(handles=handles, title=hue, loc="center right", fontsize=8)
     fig.suptitle(f"{results.study['name']}: trajectories in the phase plane")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
