@@ -14,6 +14,8 @@ OPTIMIZERS = Registry("optimizer")
 
 def per_run(h: Tensor, like: Tensor) -> Tensor:
     """A per-run hyperparameter of shape ``[R]`` reshaped to broadcast against ``like`` ``[R, ...]``."""
+    if like.dim() == 1:  # a scalar per run (toy games): as it is, no reshape to dispatch
+        return h
     return h.reshape(h.shape + (1,) * (like.dim() - 1))
 
 
