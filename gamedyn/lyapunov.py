@@ -180,7 +180,7 @@ def _advance(step: StepMap, x: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
             JQ = rows.permute(1, 0, 2) @ Q
         else:
             w = torch.zeros_like(out, requires_grad=True)
-            (g,) = torch.autograd.grad(out, u, grad_outputs=w, create_graph=True, allow_unused=True)
+            (g,) = torch.autograd.grad((out * w).sum(), u, create_graph=True, allow_unused=True)
             if g is None or not g.requires_grad:
                 return out.detach(), torch.zeros_like(Q)
             JQ = _vjps(g, w, Q.permute(2, 0, 1)).permute(1, 2, 0)
@@ -190,10 +190,13 @@ def _advance(step: StepMap, x: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
 def _vjps(out: Tensor, wrt: Tensor, cotangents: Tensor) -> Tensor:
     """``[m, *wrt.shape]``: the vector-Jacobian products of ``out`` with each of the m
     ``cotangents`` (``[m, *out.shape]``), one reverse pass each (m ≤ :data:`SPECTRUM_MAX`; for
-    such tiny tensors autograd's vmapped pass, ``is_grads_batched``, is slower than the loop)."""
+    such tiny tensors autograd's vmapped pass, ``is_grads_batched``, is slower than the loop).
+    Each product is the gradient of ⟨out, c⟩, whose backward hands ``out`` exactly ``c``: the same
+    numbers as ``grad_outputs=c``, which imports sympy (half a second) on its first use in a
+    process."""
     rows = []
     for c in cotangents:
-        (g,) = torch.autograd.grad(out, wrt, grad_outputs=c, retain_graph=True, allow_unused=True)
+        (g,) = torch.autograd.grad((out * c).sum(), wrt, retain_graph=True, allow_unused=True)
         rows.append(torch.zeros_like(wrt) if g is None else g)
     return torch.stack(rows)
 

@@ -285,14 +285,14 @@ class StepMap:
             u, out = self._forward()
             with torch.enable_grad(), self.game.using(self.rng):
                 w = torch.zeros_like(out, requires_grad=True)
-                (g,) = torch.autograd.grad(out, u, grad_outputs=w, create_graph=True, allow_unused=True)
+                (g,) = torch.autograd.grad((out * w).sum(), u, create_graph=True, allow_unused=True)
             self._jvp_graph = (w, g)
         w, g = self._jvp_graph
         if g is None or not g.requires_grad:
             return torch.zeros_like(v)
         with torch.enable_grad(), self.game.using(self.rng):
-            (jv,) = torch.autograd.grad(g, w, grad_outputs=v.to(g), retain_graph=True,
-                                        allow_unused=True)
+            (jv,) = torch.autograd.grad((g * v.to(g)).sum(), w, retain_graph=True,  # ⟨g, v⟩:
+                                        allow_unused=True)   # no grad_outputs (lyapunov._vjps)
         return torch.zeros_like(v) if jv is None else jv.detach()
 
     def spectral_radius(self, method: str = "auto", dense_max: int = DENSE_MAX, k: int = 6,

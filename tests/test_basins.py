@@ -118,3 +118,21 @@ def test_identify_clusters_equilibria_and_cycles_and_orders_them():
     ids = identify(rows).tolist()
     assert ids == ["eq:1", "cycle:1", "eq:0", "cycle:0", "diverged", "drifting", "eq:1", "cycle:1"]
     assert identify(rows.iloc[::-1].reset_index(drop=True)).tolist() == ids[::-1]
+
+
+def test_dense_clustering_equals_the_kd_tree_one(monkeypatch):
+    """Small sets are clustered without scipy (a dense distance matrix): the same partition."""
+    from gamedyn import basins
+
+    rng = np.random.default_rng(0)
+    chain = np.stack([np.arange(40) * 0.09, np.zeros(40)], 1)          # linked only end to end
+    blobs = np.concatenate([rng.normal(c, 0.02, (30, 2)) for c in ([3, 3], [3, 3.5], [-2, 1])])
+    for features in (chain, blobs, np.concatenate([chain, blobs]), rng.uniform(-1, 1, (300, 3))):
+        dense = basins._clusters(features, 0.1)
+        monkeypatch.setattr(basins, "DENSE_CELLS", 0)
+        sparse = basins._clusters(features, 0.1)
+        monkeypatch.undo()
+        # the same partition: labels map one to one
+        pairs = set(zip(dense.tolist(), sparse.tolist()))
+        assert len(pairs) == len(set(dense.tolist())) == len(set(sparse.tolist()))
+    assert len(set(basins._clusters(chain, 0.1).tolist())) == 1
