@@ -23,15 +23,19 @@ configurations (and the source of the study's plugin files) and returns its comp
 :class:`~gamedyn.batch.BatchResult`; this process writes the part files, so the workers need no
 filesystem shared with it, only gamedyn (and the packages it needs) installed.
 
-A study too small for a process pool to pay runs in this process whatever ``jobs`` asks
-(:func:`in_process`): starting a worker costs a fresh Python importing torch and gamedyn, about
-2 s of a core, which the quickstart's whole stepping does not outweigh.
+Local workers are loky processes (:mod:`gamedyn.pool`; ``gamedyn run`` starts ``jobs`` − 1 of them
+before it imports torch). A study too small for a pool of ``jobs`` workers to pay
+(:func:`in_process`: starting a worker costs a fresh Python importing torch and gamedyn, about
+1.5 s of a core) is stepped in this process, shortest batches first, with the started workers
+taking the longest ones once they are ready (:func:`_local`).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
+import functools
 import io
 import math
 import os
@@ -39,6 +43,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +53,7 @@ from joblib import Parallel, delayed, parallel_config
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from tqdm import tqdm
 
-from . import fuse, plugins, runaxis
+from . import fuse, plugins, pool, runaxis
 from .batch import BatchResult, batch_id, run_batch
 from .errors import StudyError
 from .record import MAX_COORDS
@@ -193,9 +198,13 @@ def _execute_all(study: Study, todo: list[list[Run]], folder: ResultsFolder, bar
     if not todo:
         return failed
     with _backend(backend, scheduler, jobs, study.runs[0].plugins, todo) as plan:
-        tasks = (delayed(execute)(b, study.thresholds, plan.threads, plan.sources, compile, device)
-                 for b in todo)
-        results = iter(Parallel(n_jobs=plan.n_jobs, return_as="generator_unordered")(tasks))
+        run = functools.partial(execute, thresholds=study.thresholds, threads=plan.threads,
+                                plugin_sources=plan.sources, compile=compile, device=device)
+        if plan.local is None:
+            tasks = (delayed(run)(b) for b in todo)
+            results = iter(Parallel(n_jobs=plan.n_jobs, return_as="generator_unordered")(tasks))
+        else:
+            results = _local(todo, run, plan.n_jobs, plan.local)
         while True:
             try:
                 result = next(results)
@@ -294,8 +303,10 @@ def _progress(study: Study, done: int, enabled: bool) -> tqdm:
 
 @dataclasses.dataclass
 class _Plan:
-    """How a backend runs batches: joblib's n_jobs, torch threads per batch, plugin sources to ship
-    with each task, and the errors that mean the workers were lost (said as ``what``/``hint``)."""
+    """How a backend runs batches: its workers (joblib's n_jobs for Dask; loky worker processes),
+    torch threads per batch, plugin sources to ship with each task, the errors that mean the workers
+    were lost (said as ``what``/``hint``), and for loky (``local`` not None) whether this process
+    steps batches too (:func:`_local`)."""
 
     n_jobs: int
     threads: int | None
@@ -303,6 +314,31 @@ class _Plan:
     lost: tuple[type[BaseException], ...]
     what: str
     hint: str = ""
+    local: bool | None = None
+
+
+def _local(todo: list[list[Run]], run: Any, workers: int, here: bool
+           ) -> Iterator[BatchResult | BatchFailure]:
+    """The batches' results as they finish, on ``workers`` loky processes (:mod:`gamedyn.pool`,
+    the longest batches first) and, with ``here``, in this process too: it steps the shortest ones
+    while the workers start and step the rest, taking none before they have finished importing (a
+    small study may be over by then). Each batch's numbers are the same wherever it runs."""
+    queue = collections.deque(todo)
+    pending: set[Future] = set()
+    ex = None
+    if workers > 0:
+        pool.prestart(workers)
+        ex = pool.executor(workers)
+    while queue or pending:
+        for f in [f for f in pending if f.done()]:
+            pending.discard(f)
+            yield f.result()
+        while ex is not None and queue and len(pending) < 2 * workers and (not here or pool.ready()):
+            pending.add(ex.submit(run, queue.popleft()))
+        if here and queue:
+            yield run(queue.pop())
+        elif pending:
+            wait(pending, return_when=FIRST_COMPLETED)
 
 
 @contextlib.contextmanager
@@ -312,9 +348,13 @@ def _backend(backend: str, scheduler: Any, jobs: int, plugins: tuple[str, ...],
     :func:`in_process`). Dask workers may not see this machine's files, so the
     study's plugin files travel with the tasks (plugins named as modules must be installed there)."""
     if backend == "loky":
-        yield _Plan(1 if in_process(todo, jobs) else jobs, 1 if jobs != 1 else None, None,
+        here = in_process(todo, jobs)  # then with the cores' other workers, if batches are left
+        workers = pool.workers_for(jobs)
+        if here:
+            workers = 0 if len(todo) == 1 else min(workers, os.cpu_count() or 1) - 1
+        yield _Plan(workers, 1 if jobs != 1 else None, None,
                     (BrokenProcessPool,), "a worker process died",
-                    " (with fewer --jobs or a smaller --memory-budget if memory ran out)")
+                    " (with fewer --jobs or a smaller --memory-budget if memory ran out)", here)
         return
     sources = {spec: Path(spec).read_text() for spec in plugins if spec.endswith(".py")}
     with _dask_client(scheduler) as client, parallel_config(backend="dask", client=client):

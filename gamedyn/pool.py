@@ -1,0 +1,71 @@
+"""The local worker processes (loky), started early and shared by the batches of a study.
+
+A worker is a fresh Python that imports torch and gamedyn: about 1.5 s of a core before it can step
+a batch. ``gamedyn run -j N`` therefore starts N − 1 of them (:func:`prestart`) before it imports
+torch itself, so that they boot on the other cores while the command reads the study; the batches
+then go to the same processes (:func:`executor`). This module imports neither torch nor the rest
+of gamedyn, so that starting the workers costs the command nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, wait
+from typing import Any
+
+#: Seconds an idle worker waits for work before it exits (joblib's default).
+IDLE_TIMEOUT = 300
+
+
+def workers_for(jobs: int) -> int:
+    """The processes ``-j jobs`` asks for: ``jobs``, or one per core for -1."""
+    return (os.cpu_count() or 1) if jobs == -1 else jobs
+
+
+def executor(workers: int) -> Any:
+    """loky's reusable executor with at least ``workers`` processes (the one started, if it has
+    as many; a larger one otherwise, once the started workers have finished importing: loky
+    resizes an executor only when it is idle)."""
+    from joblib.externals.loky import get_reusable_executor
+
+    if _warming and _started >= workers:
+        workers = _started
+    else:
+        wait(_warming)
+    return get_reusable_executor(max_workers=workers, timeout=IDLE_TIMEOUT)
+
+
+def warm() -> int:
+    """In a worker: import what stepping a batch needs; returns the worker's pid."""
+    import gamedyn.batch  # noqa: F401
+
+    return os.getpid()
+
+
+_warming: list[Future] = []
+_started = 0
+
+
+def prestart(workers: int) -> None:
+    """Start ``workers`` processes now, each importing gamedyn's stepping code (no-op for 0)."""
+    global _started
+    if workers > 0 and not _warming:
+        ex = executor(workers)
+        _warming.extend(ex.submit(warm) for _ in range(workers))
+        _started = workers
+
+
+def ready() -> bool:
+    """Whether the started workers have finished importing (True when none were started)."""
+    return all(f.done() for f in _warming)
+
+
+def stop() -> None:
+    """Stop the workers now: kill them (the command is done with them, and a worker's interpreter
+    would take about a second to tear torch down) and wait until they are gone, so that none
+    outlives the command holding its output."""
+    from joblib.externals.loky.reusable_executor import _executor
+
+    if _executor is not None:
+        _executor.shutdown(wait=True, kill_workers=True)
+    _warming.clear()
