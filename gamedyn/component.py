@@ -5,7 +5,9 @@ Games, update rules and optimizers are *components*: classes that declare their 
 choices, unknown keys), the defaults, the ``gamedyn list`` documentation and the run-axis batching:
 a parameter with ``per_run=True`` (a learning rate, a momentum) may differ between the runs of one
 batch and reaches the component as a tensor of shape ``[R]``; every other parameter is structural and
-runs that differ in it are stepped in different batches.
+runs that differ in it are stepped in different batches. A per-run parameter with ``choices`` (a
+game's loss) reaches it as the string when every run of the batch has the same one, else as a
+:class:`Choice`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from . import tree
 from .errors import StudyError
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
@@ -73,6 +76,49 @@ class Param:
         return value
 
 
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """A per-run choice among named alternatives (e.g. each run's GAN loss): ``names`` in order of
+    first appearance, ``index`` [R] each run's.
+
+    :meth:`select` computes each alternative for the runs that chose it and picks per run, so a run's
+    numbers are those of a batch in which every run made its choice: a pick is exact, the other
+    alternatives see safe inputs (:meth:`masked`) and add exact zeros to the gradients.
+    """
+
+    names: tuple[str, ...]
+    index: torch.Tensor
+
+    @classmethod
+    def of(cls, values: list[str], device: str = "cpu") -> str | Choice:
+        """The string when all ``values`` are equal, else the choice."""
+        names = tuple(dict.fromkeys(values))
+        if len(names) == 1:
+            return names[0]
+        return cls(names, torch.tensor([names.index(v) for v in values], device=device))
+
+    def mask(self, name: str) -> torch.Tensor:
+        """[R]: the runs that chose ``name``."""
+        return self.index == self.names.index(name)
+
+    @staticmethod
+    def masked(mask: torch.Tensor, x: torch.Tensor, safe: float = 0.0) -> torch.Tensor:
+        """``x`` [R, …] in the runs of ``mask``, ``safe`` elsewhere: no alternative sees the inputs
+        of runs that did not choose it (whose derivatives could be infinite there, and 0 · ∞ is not
+        0)."""
+        return torch.where(mask.reshape(mask.shape + (1,) * (x.dim() - 1)), x, safe)
+
+    def select(self, compute: Callable[[str, torch.Tensor], Any]) -> Any:
+        """``compute(name, mask)`` (a tensor or a tree of tensors with the run axis leading) of each
+        alternative, picked per run."""
+        out = None
+        for name in self.names:
+            mask = self.mask(name)
+            part = compute(name, mask)
+            out = part if out is None else tree.where(mask, part, out)
+        return out
+
+
 class Component:
     """A class configured by declared parameters; instances expose them as attributes.
 
@@ -108,7 +154,9 @@ class Component:
         """An instance for a batch of R runs, ``configs`` holding each run's resolved parameters."""
         values: dict[str, Any] = {}
         for key, param in cls.params.items():
-            if param.per_run:
+            if param.per_run and param.choices is not None:
+                values[key] = Choice.of([c[key] for c in configs], device)
+            elif param.per_run:
                 values[key] = torch.tensor([c[key] for c in configs], dtype=dtype, device=device)
             else:
                 values[key] = configs[0][key]

@@ -74,6 +74,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .component import Choice
+
 Tensor = torch.Tensor
 
 #: log 4: V(D*, p_g) = −log 4 at p_g = p_d (Goodfellow et al. 2014, Thm. 1).
@@ -203,7 +205,7 @@ def resolved_cost(loss: str, gen_cost: str = "auto") -> str | None:
     return {"gan": "minimax", "nsgan": "non_saturating"}.get(loss)
 
 
-def gan_losses(loss: str, a_real: Tensor, w_real: Tensor, a_fake: Tensor, w_fake: Tensor,
+def gan_losses(loss: str | Choice, a_real: Tensor, w_real: Tensor, a_fake: Tensor, w_fake: Tensor,
                gen_cost: str = "auto") -> dict[str, Tensor]:
     """The players' losses [R] (each minimises its own) from the discriminator's logits on data
     ``a_real`` and on generated samples ``a_fake`` [R, n], with weights ``w_*`` (quadrature weights
@@ -230,7 +232,11 @@ def gan_losses(loss: str, a_real: Tensor, w_real: Tensor, a_fake: Tensor, w_fake
       real samples' weights w. R3GAN trains it with R1 + R2 (regularizers ``r1`` and ``r2``).
 
     Every log σ and ζ has exact derivatives of first and second order at any logit
-    (:func:`log_sigmoid`)."""
+    (:func:`log_sigmoid`). ``loss`` may be a per-run :class:`~gamedyn.component.Choice` of these:
+    each run gets its own loss's numbers."""
+    if isinstance(loss, Choice):
+        return loss.select(lambda name, m: gan_losses(
+            name, Choice.masked(m, a_real), w_real, Choice.masked(m, a_fake), w_fake, gen_cost))
     if loss == "wgan":
         v = (w_real * a_real).sum(-1) - (w_fake * a_fake).sum(-1)
         return {"gen": v, "disc": -v}

@@ -333,10 +333,11 @@ def _local(todo: list[list[Run]], run: Any, workers: int, here: bool
         for f in [f for f in pending if f.done()]:
             pending.discard(f)
             yield f.result()
-        while ex is not None and queue and len(pending) < 2 * workers and (not here or pool.ready()):
+        ahead = workers if here else 2 * workers  # beside this process, no batch waits in a queue
+        while ex is not None and queue and len(pending) < ahead and (not here or pool.ready()):
             pending.add(ex.submit(run, queue.popleft()))
-        if here and queue:
-            yield run(queue.pop())
+        if here and queue:  # alone: the longest first; beside workers: the shortest
+            yield run(queue.pop() if ex is not None else queue.popleft())
         elif pending:
             wait(pending, return_when=FIRST_COMPLETED)
 

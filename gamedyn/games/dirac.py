@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .. import costs
-from ..component import Param
+from ..component import Choice, Param
 from .base import GAMES, Params, SampleGame, Tensor
 
 
@@ -28,7 +28,7 @@ class Dirac(SampleGame):
     """
 
     params = {
-        "loss": Param(str, "gan", "objective", choices=costs.GAN_LOSSES),
+        "loss": Param(str, "gan", "objective", choices=costs.GAN_LOSSES, per_run=True),
     }
 
     def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
@@ -53,13 +53,20 @@ class Dirac(SampleGame):
 
     def gradients(self, params: Params) -> Params:
         """With t = ψθ and f′(t) = σ(−t) (gan, nsgan; :func:`gamedyn.costs.sigmoid`, exact at any t)
-        or 1 (wgan): ∇_θ L_gen = ψ f′(t) (gan, wgan), ψ f′(−t) (nsgan); ∇_ψ L_disc = −θ f′(t)."""
+        or 1 (wgan): ∇_θ L_gen = ψ f′(t) (gan, wgan), ψ f′(−t) (nsgan); ∇_ψ L_disc = −θ f′(t).
+        A per-run loss (:class:`~gamedyn.component.Choice`) gives each run its own loss's."""
         theta, psi = params["gen"]["theta"].detach(), params["disc"]["psi"].detach()
-        if self.loss == "wgan":
+        if isinstance(self.loss, Choice):
+            return self.loss.select(lambda name, m: self._gradients(name, theta, psi))
+        return self._gradients(self.loss, theta, psi)
+
+    @staticmethod
+    def _gradients(loss: str, theta: Tensor, psi: Tensor) -> Params:
+        if loss == "wgan":
             return {"gen": {"theta": psi}, "disc": {"psi": -theta}}
         t = psi * theta
         slope = costs.sigmoid(-t)
-        gen = psi * (costs.sigmoid(t) if self.loss == "nsgan" else slope)
+        gen = psi * (costs.sigmoid(t) if loss == "nsgan" else slope)
         return {"gen": {"theta": gen}, "disc": {"psi": -(theta * slope)}}
 
     def equilibrium(self) -> Params:

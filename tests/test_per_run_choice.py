@@ -1,0 +1,72 @@
+"""A per-run choice (the Dirac-GAN's loss) lets runs of different losses share a batch: each run's
+numbers are bit for bit those of a batch of its own loss (gamedyn.component.Choice)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gamedyn.batch import run_batch
+from gamedyn.component import Choice
+from gamedyn.games import GAMES
+from gamedyn.study import make_study
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+LOSSES = ["gan", "nsgan", "wgan"]
+TIMING = ["wall_time", "compile_time", "batch_id", "batch_size"]
+
+
+def _study(loss, rule, regularizer="none"):
+    return make_study({"name": "c", "game": {"name": "dirac", "loss": loss}, "rules": [rule],
+                       "regularizer": regularizer, "optimizer": {"name": "sgd", "lr": [0.05, 0.3]},
+                       "init": {"dist": "normal", "scale": 1.0}, "seeds": 2, "steps": 60,
+                       "record_every": 3})
+
+
+@pytest.mark.parametrize("rule,regularizer", [
+    ("simultaneous", "none"),                          # closed-form fields
+    ({"name": "sga", "lam": 1.0}, "none"),             # Hessian-vector products
+    ({"name": "alternating", "first": "gen"}, {"name": "r1", "gamma": 1.0}),  # autograd losses
+    ("cgd", "none"),
+])
+def test_runs_of_mixed_losses_equal_runs_of_one_loss(rule, regularizer):
+    mixed = _study(LOSSES, rule, regularizer)
+    (batch,) = mixed.batches()                          # the three losses share one batch
+    together = run_batch(batch, mixed.thresholds, compile="off")
+    for loss in LOSSES:
+        single = _study(loss, rule, regularizer)
+        (alone_batch,) = single.batches()
+        alone = run_batch(alone_batch, single.thresholds, compile="off")
+        ids = list(alone.runs["run_id"])
+        assert set(ids) <= set(together.runs["run_id"])   # the same runs (their ids)
+        mine = together.runs.set_index("run_id").loc[ids].reset_index()
+        pd.testing.assert_frame_equal(mine.drop(columns=TIMING),
+                                      alone.runs.drop(columns=TIMING), check_dtype=False)
+        t = together.trajectories[together.trajectories["run_id"].isin(ids)]
+        np.testing.assert_array_equal(t["value"].to_numpy(), alone.trajectories["value"].to_numpy())
+
+
+def test_a_choice_is_a_string_when_all_runs_agree_and_gradients_match_autograd():
+    assert Choice.of(["gan", "gan"]) == "gan"
+    choice = Choice.of(["wgan", "gan", "nsgan", "gan"])
+    assert choice.names == ("wgan", "gan", "nsgan") and choice.index.tolist() == [0, 1, 2, 1]
+    game = GAMES.get("dirac").build([{"loss": v} for v in ["wgan", "gan", "nsgan", "gan"]],
+                                    torch.float64)
+    theta = torch.tensor([0.3, -1.2, 2.0, 40.0], dtype=torch.float64, requires_grad=True)
+    psi = torch.tensor([-0.7, 0.5, 1.5, -30.0], dtype=torch.float64, requires_grad=True)
+    params = {"gen": {"theta": theta}, "disc": {"psi": psi}}
+    losses = game.losses(params)
+    (g_theta,) = torch.autograd.grad(losses["gen"].sum(), theta, retain_graph=True)
+    (g_psi,) = torch.autograd.grad(losses["disc"].sum(), psi)
+    closed = game.gradients(params)
+    torch.testing.assert_close(closed["gen"]["theta"], g_theta, rtol=1e-12, atol=0)
+    torch.testing.assert_close(closed["disc"]["psi"], g_psi, rtol=1e-12, atol=0)
+    # each run's losses are those of its own loss's game
+    for r, loss in enumerate(["wgan", "gan", "nsgan", "gan"]):
+        own = GAMES.get("dirac").build([{"loss": loss}], torch.float64)
+        one = own.losses({"gen": {"theta": theta[r:r + 1]}, "disc": {"psi": psi[r:r + 1]}})
+        assert one["gen"].item() == losses["gen"][r].item()
+        assert one["disc"].item() == losses["disc"][r].item()
