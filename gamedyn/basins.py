@@ -119,7 +119,7 @@ def _clusters(features: np.ndarray, radius: float) -> np.ndarray:
         while True:  # each cell takes the smallest label within reach, until none changes
             new = np.where(near, label[None, :], len(cells)).min(1)
             if np.array_equal(new, label):
-                return label[inverse]
+                return np.unique(label, return_inverse=True)[1].reshape(-1)[inverse]  # 0…K−1
             label = new
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components

@@ -132,7 +132,8 @@ def test_dense_clustering_equals_the_kd_tree_one(monkeypatch):
         monkeypatch.setattr(basins, "DENSE_CELLS", 0)
         sparse = basins._clusters(features, 0.1)
         monkeypatch.undo()
-        # the same partition: labels map one to one
+        # the same partition, labelled 0…K−1: labels map one to one
+        assert set(dense.tolist()) == set(range(len(set(dense.tolist()))))
         pairs = set(zip(dense.tolist(), sparse.tolist()))
         assert len(pairs) == len(set(dense.tolist())) == len(set(sparse.tolist()))
     assert len(set(basins._clusters(chain, 0.1).tolist())) == 1
