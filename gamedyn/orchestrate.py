@@ -153,7 +153,8 @@ def run_study(study: Study, out: str | Path = "results", jobs: int = 1, fresh: b
 
 
 def in_process(batches: list[list[Run]], jobs: int) -> bool:
-    """Whether ``batches`` run faster in this process than on ``jobs`` loky workers: only toy games
+    """Whether this process steps ``batches`` itself, beside the ``jobs`` − 1 workers it started
+    (:func:`_local`), because ``jobs`` workers would not pay for their start: only toy games
     (every player at most :data:`~gamedyn.record.MAX_COORDS` coordinates per run) in batches of at
     most :data:`IN_PROCESS_MAX_RUNS` padded runs, whose eager stepping, priced at
     :data:`EVALUATION_SECONDS` per evaluation (steps × the rule's :meth:`~gamedyn.rules.Rule.work`),
@@ -345,8 +346,8 @@ def _local(todo: list[list[Run]], run: Any, workers: int, here: bool
 @contextlib.contextmanager
 def _backend(backend: str, scheduler: Any, jobs: int, plugins: tuple[str, ...],
              todo: list[list[Run]]) -> Iterator[_Plan]:
-    """The joblib configuration of a backend (loky: this process for a study too small for a pool,
-    :func:`in_process`). Dask workers may not see this machine's files, so the
+    """How a backend runs the batches (loky: :func:`_local`, this process stepping too for a study
+    too small for a pool, :func:`in_process`). Dask workers may not see this machine's files, so the
     study's plugin files travel with the tasks (plugins named as modules must be installed there)."""
     if backend == "loky":
         here = in_process(todo, jobs)  # then with the cores' other workers, if batches are left
