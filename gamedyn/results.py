@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import yaml
 
 from . import basins, streaming
@@ -330,7 +331,16 @@ class Results:
                 keep &= t[column].isin(values).to_numpy()
             return t[keep].reset_index(drop=True)
         path = self.path / "trajectories.parquet"
-        t = pd.read_parquet(path, filters=streaming.row_filter(wanted))
+        groups = None
+        if run_ids is not None:  # only the row groups that hold these runs, where the file says
+            rank = {rid: i for i, rid in enumerate(self.runs["run_id"])}
+            groups = streaming.row_groups_of(path, [rank[r] for r in wanted["run_id"] if r in rank])
+        if groups is None:
+            t = pd.read_parquet(path, filters=streaming.row_filter(wanted))
+        else:
+            f = pq.ParquetFile(path)
+            table = f.read_row_groups(groups) if groups else f.schema_arrow.empty_table()
+            t = table.filter(streaming.row_filter(wanted)).to_pandas()
         return t.assign(
             run_id=t["run_id"].cat.set_categories(self.runs["run_id"].rename(None)),
             variable=t["variable"].cat.set_categories(streaming.table_variables(path)))

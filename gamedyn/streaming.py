@@ -18,12 +18,15 @@ one record batch per part whose runs interleave with the current stretch, whatev
 Each output row group's ``run_id`` dictionary holds the run ids from its first run to the next row
 group's first run (a run whose rows span two row groups is in both), so that the dictionaries,
 unified in order by pyarrow when read, are every run id in study order, including runs without
-rows (stopped at step 0).
+rows (stopped at step 0). The file's key-value metadata (:data:`RANGES_KEY`) lists each row group's
+range of runs [first, last + 1) in study order, so that a reader of a few runs reads only their row
+groups (:func:`row_groups_of`).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import operator
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +49,9 @@ PART_ROWS = 1 << 16
 #: and 53 MB; read back identically by any Parquet reader.
 WRITE_OPTIONS = {"use_dictionary": ["run_id", "variable"],
                  "column_encoding": {"step": "DELTA_BINARY_PACKED"}}
+
+#: The key of ``trajectories.parquet``'s metadata listing its row groups' ranges of run ranks.
+RANGES_KEY = "gamedyn.row_group_runs"
 
 Chunk = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # run ranks, steps, variable codes, values
 
@@ -75,6 +81,21 @@ def row_filter(wanted: dict[str, list]) -> pc.Expression | None:
     keep = [pc.field(column).isin(pa.array(values, getattr(types[column], "value_type", types[column])))
             for column, values in wanted.items()]
     return functools.reduce(operator.and_, keep) if keep else None
+
+
+def row_groups_of(path: Path, ranks: list[int]) -> list[int] | None:
+    """The row groups of an assembled ``trajectories.parquet`` that hold rows of the runs of these
+    ranks (positions in study order), from its :data:`RANGES_KEY` metadata; None for a table
+    written without it."""
+    raw = (pq.ParquetFile(path).metadata.metadata or {}).get(RANGES_KEY.encode())
+    if raw is None:
+        return None
+    ranges = np.asarray(json.loads(raw), dtype=np.int64).reshape(-1, 2)
+    wanted = np.unique(np.asarray(ranks, dtype=np.int64))
+    # group g holds ranks lo_g ≤ k < hi_g: some wanted rank in [lo_g, hi_g)
+    first = np.searchsorted(wanted, ranges[:, 0])
+    return np.flatnonzero((first < len(wanted)) & (wanted[np.minimum(first, len(wanted) - 1)]
+                                                   < ranges[:, 1])).tolist() if len(wanted) else []
 
 
 def table_variables(path: Path) -> list[str]:
@@ -121,6 +142,7 @@ def write_trajectories(out: Path, parts: list[Path], run_ids: list[str], part_of
             if last[p] < end:  # the part has given all its runs: drop its buffer
                 readers.pop(p).finish()
         groups.close()
+        writer.add_key_value_metadata({RANGES_KEY: json.dumps(groups.ranges)})
 
 
 def _stretches(part_of: np.ndarray) -> Iterator[tuple[int, int]]:
@@ -218,6 +240,7 @@ class _RowGroups:
         self._n = 0
         self._pending: Chunk | None = None
         self._lo = 0  # the first run id of the next row group's dictionary
+        self.ranges: list[tuple[int, int]] = []  # each written row group's runs [lo, hi)
 
     def add(self, chunk: Chunk) -> None:
         self._chunks.append(chunk)
@@ -248,4 +271,5 @@ class _RowGroups:
             pa.array(values, pa.float64()),
         ], schema=SCHEMA)
         self._writer.write_table(table, row_group_size=len(table))
+        self.ranges.append((lo, hi))
         self._lo = hi

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 import gamedyn
@@ -189,3 +190,23 @@ def test_assembly_memory_does_not_grow_with_the_study(tmp_path):
     t = pd.read_parquet(tmp_path / "big" / "trajectories.parquet", columns=["run_id", "step"])
     assert len(t) == rows and list(t["run_id"].cat.categories) == order
     assert (np.diff(t["run_id"].cat.codes.to_numpy().astype(int)) >= 0).all()
+
+
+def test_a_few_runs_are_read_from_their_row_groups_only(tmp_path, monkeypatch):
+    """trajectories.parquet lists each row group's runs (streaming.RANGES_KEY): a subset of runs is
+    read from the row groups that hold them, with the same rows as filtering the whole table, runs
+    that span two row groups included."""
+    monkeypatch.setattr(streaming, "ROW_GROUP_ROWS", 70)   # many row groups, runs split across them
+    res = run_study(make_study({**SPEC, "init": SPEC["init"][:1]}), out=tmp_path, progress=False)
+    full = res.trajectories
+    fresh = gamedyn.load(res.path)
+    path = res.path / "trajectories.parquet"
+    n_groups = pq.ParquetFile(path).num_row_groups
+    for picks in ([0], [1, 5, 20], [len(res.runs) - 1], list(range(0, len(res.runs), 7))):
+        ids = list(res.runs["run_id"].iloc[picks])
+        groups = streaming.row_groups_of(path, picks)
+        assert groups is not None and 0 < len(groups) < n_groups
+        expected = full[full["run_id"].isin(ids)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(fresh.trajectories_for(run_ids=ids), expected)
+        assert len(expected) > 0
+    assert streaming.row_groups_of(path, []) == []
