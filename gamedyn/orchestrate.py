@@ -3,10 +3,10 @@
 Never lose work:
 
 - a finished batch is written atomically (temporary file, then rename) as a pair of part files by
-  the process that runs the study, so a study killed at any point (Ctrl-C, ``kill -9``, a crash, a
-  power loss) resumes where it stopped on ``gamedyn run`` again: batches whose parts exist are not
-  recomputed, temporary files of the killed run are ignored and removed, and the final tables equal
-  those of an uninterrupted run;
+  the process that runs the study (or by the local worker that stepped it, in parallel), so a
+  study killed at any point (Ctrl-C, ``kill -9``, a crash, a power loss) resumes where it stopped
+  on ``gamedyn run`` again: batches whose parts exist are not recomputed, temporary files of the
+  killed run are ignored and removed, and the final tables equal those of an uninterrupted run;
 - one process at a time works in a results folder (an OS lock, released by the OS when the process
   dies): a second one is refused with a StudyError naming the first;
 - a batch that raises does not stop the others: its runs go to ``failures.parquet`` with the
@@ -85,18 +85,32 @@ class BatchFailure:
     traceback: str
 
 
+@dataclasses.dataclass
+class BatchWritten:
+    """What a local worker sends back for a batch whose parts it wrote itself (:func:`execute`)."""
+
+    batch_id: str
+    n_runs: int
+
+
 def execute(runs: list[Run], thresholds: dict[str, float], threads: int | None,
             plugin_sources: dict[str, str] | None = None, compile: str = "auto",
-            device: str = "cpu") -> BatchResult | BatchFailure:
+            device: str = "cpu", folder: ResultsFolder | None = None
+            ) -> BatchResult | BatchFailure | BatchWritten:
     """Run one batch in a worker; an exception becomes a :class:`BatchFailure` (with its traceback)
-    so that it does not stop the other batches."""
+    so that it does not stop the other batches. With ``folder`` (a local worker, which sees this
+    machine's files), the worker writes the batch's parts itself, in parallel with the others, and
+    sends back only that it did (or the failure to write them)."""
     try:
         if plugin_sources:
             provide_plugins(plugin_sources)
-        return run_batch(runs, thresholds, threads, device=device, compile=compile)
+        result = run_batch(runs, thresholds, threads, device=device, compile=compile)
     except Exception as e:
         return BatchFailure(batch_id(runs), [r.run_id for r in runs], type(e).__name__, str(e),
                             traceback.format_exc())
+    if folder is None:
+        return result
+    return _write(folder, result) or BatchWritten(result.batch_id, len(result.runs))
 
 
 def provide_plugins(sources: dict[str, str]) -> None:
@@ -205,7 +219,8 @@ def _execute_all(study: Study, todo: list[list[Run]], folder: ResultsFolder, bar
             tasks = (delayed(run)(b) for b in todo)
             results = iter(Parallel(n_jobs=plan.n_jobs, return_as="generator_unordered")(tasks))
         else:
-            results = _local(todo, run, plan.n_jobs, plan.local)
+            results = _local(todo, run, functools.partial(run, folder=folder), plan.n_jobs,
+                             plan.local)
         while True:
             try:
                 result = next(results)
@@ -215,6 +230,9 @@ def _execute_all(study: Study, todo: list[list[Run]], folder: ResultsFolder, bar
                 raise StudyError("", (
                     f"{plan.what} ({type(e).__name__}: {_first_line(str(e))}); finished batches "
                     f"are saved in {folder.path}: run again to resume{plan.hint}")) from None
+            if isinstance(result, BatchWritten):
+                bar.update(result.n_runs)
+                continue
             if isinstance(result, BatchResult):
                 unwritten = _write(folder, result)
                 if unwritten is None:
@@ -318,12 +336,13 @@ class _Plan:
     local: bool | None = None
 
 
-def _local(todo: list[list[Run]], run: Any, workers: int, here: bool
-           ) -> Iterator[BatchResult | BatchFailure]:
+def _local(todo: list[list[Run]], run: Any, remote: Any, workers: int, here: bool
+           ) -> Iterator[BatchResult | BatchFailure | BatchWritten]:
     """The batches' results as they finish, on ``workers`` loky processes (:mod:`gamedyn.pool`,
-    the longest batches first) and, with ``here``, in this process too: it steps the shortest ones
-    while the workers start and step the rest, taking none before they have finished importing (a
-    small study may be over by then). Each batch's numbers are the same wherever it runs."""
+    the longest batches first, each ``remote(batch)``: written there) and, with ``here``, in this
+    process too (``run(batch)``): it steps the shortest ones while the workers start and step the
+    rest, taking none before they have finished importing (a small study may be over by then). Each
+    batch's numbers are the same wherever it runs."""
     queue = collections.deque(todo)
     pending: set[Future] = set()
     ex = None
@@ -336,7 +355,7 @@ def _local(todo: list[list[Run]], run: Any, workers: int, here: bool
             yield f.result()
         ahead = workers if here else 2 * workers  # beside this process, no batch waits in a queue
         while ex is not None and queue and len(pending) < ahead and (not here or pool.ready()):
-            pending.add(ex.submit(run, queue.popleft()))
+            pending.add(ex.submit(remote, queue.popleft()))
         if here and queue:  # alone: the longest first; beside workers: the shortest
             yield run(queue.pop() if ex is not None else queue.popleft())
         elif pending:
