@@ -15,7 +15,7 @@ from .games import GAMES
 from .init import initial_params
 from .optim import OPTIMIZERS
 from .random import Streams
-from .record import Recorder
+from .record import Recorder, kept
 from .regularizers import REGULARIZERS
 from .rules import RULES, Context
 from .rules.context import FieldMemo
@@ -170,11 +170,13 @@ def _collect(runs: list[Run], recorder: Recorder, counts: dict[str, torch.Tensor
     rr, tt = np.nonzero(valid)
     n = len(rr)
     ids = [r.run_id for r in runs]
+    keep = kept(V, ncoord, runs[0].config.get("record"))   # the study's record: (default: all)
+    values = values if len(keep) == len(V) else values[:, :, keep]
     traj = pd.DataFrame({   # categorical columns built from integer codes: no string arrays
-        "run_id": pd.Categorical.from_codes(np.repeat(rr.astype(np.int32), len(V)), categories=ids),
-        "step": np.repeat(steps[tt], len(V)),
-        "variable": pd.Categorical.from_codes(np.tile(np.arange(len(V), dtype=np.int32), n),
-                                              categories=V),
+        "run_id": pd.Categorical.from_codes(np.repeat(rr.astype(np.int32), len(keep)), categories=ids),
+        "step": np.repeat(steps[tt], len(keep)),
+        "variable": pd.Categorical.from_codes(np.tile(np.arange(len(keep), dtype=np.int32), n),
+                                              categories=[V[i] for i in keep]),
         "value": values[rr, tt, :].reshape(-1),
     }, copy=False)  # (int32 codes and no consolidating copy: 7·10⁶ rows a second faster)
     return BatchResult(bid, rows, traj)

@@ -77,15 +77,24 @@ def batch_size(config: dict[str, Any], max_batch: int, budget_mib: int) -> int:
 
 
 def variables(config: dict[str, Any]) -> int:
-    """V, the number of variables the recorder writes for a run of this configuration."""
+    """V, the number of variables the recorder computes for a run of this configuration (all of
+    them, whatever ``record:`` keeps: the recorder holds them all)."""
+    names = variable_names(config)
+    return FALLBACK_VARIABLES if names is None else len(names[0])
+
+
+def variable_names(config: dict[str, Any]) -> tuple[list[str], int] | None:
+    """The variables the recorder computes for a run of this configuration, in order, and how many
+    of them are the parameters' coordinates (or norms), which come first; None when the game raises
+    (its batch will, and say why)."""
     key = {k: config[k] for k in ("game", "init", "seed", "dtype")}
     return _probe(json.dumps(key, sort_keys=True, default=str))
 
 
 @functools.cache
-def _probe(frozen: str) -> int:
+def _probe(frozen: str) -> tuple[list[str], int] | None:
     """Record step 0 of one run of the game (cheap: one evaluation of its losses, gradients and
-    metrics) and count the variables. A game that raises here raises in its batch too, where the
+    metrics) and name the variables. A game that raises here raises in its batch too, where the
     failure is recorded; the estimate then assumes FALLBACK_VARIABLES."""
     import torch
 
@@ -104,6 +113,6 @@ def _probe(frozen: str) -> int:
         recorder = Recorder(game, 1, 1, 1, math.inf)
         with torch.no_grad():
             recorder.record(0, params)
-        return len(recorder.variables)
+        return list(recorder.variables), len(recorder.coord_vars)
     except Exception:  # the batch itself will fail with this error and record it
-        return FALLBACK_VARIABLES
+        return None

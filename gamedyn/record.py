@@ -17,6 +17,30 @@ MAX_COORDS = 16
 STORE_EVERY = 32
 
 
+#: The groups of recorded variables a study's ``record:`` may name (besides variables by name).
+GROUPS = ("params", "losses", "grad_norms", "distance", "metrics")
+
+
+def group_of(name: str, index: int, n_coords: int) -> str:
+    """The group of the recorded variable ``name``, the ``index``-th of a record whose first
+    ``n_coords`` are the parameters' coordinates (or norms)."""
+    if index < n_coords:
+        return "params"
+    if name.startswith("loss."):
+        return "losses"
+    if name.startswith("grad_norm."):
+        return "grad_norms"
+    return "distance" if name == "distance" else "metrics"
+
+
+def kept(variables: list[str], n_coords: int, record: list[str] | None) -> list[int]:
+    """The indices of the ``variables`` that a study's ``record:`` keeps in the trajectories table
+    (None: all): those of its groups (:data:`GROUPS`) and those it names."""
+    if record is None:
+        return list(range(len(variables)))
+    return [i for i, v in enumerate(variables) if v in record or group_of(v, i, n_coords) in record]
+
+
 def _root_sum(squares: list[torch.Tensor]) -> torch.Tensor:
     """√(Σ squares), summed from the first term (no Python 0 to add)."""
     total = squares[0]

@@ -31,6 +31,8 @@ Keys::
                                         # per batch where max_batch would not fit (gamedyn.memory)
     lyapunov: {every: 5, steps: 20}     # or off; Lyapunov exponents of each run's end (default: on
                                         # for games of <= 100 parameters per run; gamedyn.lyapunov)
+    record: [params, distance]          # variables kept in the trajectories table (default: all):
+                                        # params, losses, grad_norms, distance, metrics, or names
 
 Players are named as the game names them (:mod:`gamedyn.players`): ``gen``/``disc`` above for GAN
 games, the game's own names otherwise (``optimizer: {p1: {lr: 0.2}}``, ``init: {p1: {x: 1.0}}``,
@@ -90,6 +92,8 @@ KEYS = {
     "max_batch": "an integer >= 1",
     "memory_budget": memory.ACCEPTED,
     "lyapunov": lyapunov.ACCEPTED,
+    "record": "a list of variable groups (params, losses, grad_norms, distance, metrics) and "
+              "recorded variables' names, kept in the trajectories table (default: all)",
 }
 REQUIRED = ("name", "game", "rules", "optimizer", "steps")
 #: The runs table's configuration columns, as :func:`make_study` builds them: these names, and every
@@ -197,6 +201,11 @@ def make_study(spec: Any, source: str | None = None) -> Study:
     expect.validate(spec.get("expect", []))
     # the exponents' setting is part of a run's config (and id) only where the study gives one
     lyap = {"lyapunov": lyapunov.validate(spec["lyapunov"])} if "lyapunov" in spec else {}
+    if "record" in spec:  # like lyapunov: part of a run's config (and id) only where given
+        record = spec["record"]
+        if not (isinstance(record, list) and record and all(isinstance(v, str) for v in record)):
+            raise StudyError("record", f"{record!r} is not accepted: expected {KEYS['record']}")
+        lyap["record"] = list(dict.fromkeys(record))
 
     plugins = tuple(resolve_plugins(spec["plugins"], Path(source).parent if source else None)
                     if "plugins" in spec else ())
@@ -240,6 +249,9 @@ def make_study(spec: Any, source: str | None = None) -> Study:
     for (gcfg, _), (rcfg, _) in itertools.product(games, rules):
         for ocfg, _ in optimizers[rosters[id(gcfg)]]:
             _check_rule(rcfg, ocfg, gcfg)
+    if "record" in lyap:
+        for gcfg, _ in games:
+            _check_record(lyap["record"], gcfg, inits[rosters[id(gcfg)]][0][0], seeds[0], dtype)
     points = []
     common = {"steps": steps, "record_every": record_every, "dtype": dtype}
     for (gcfg, gcols), (rcfg, rcols), (regcfg, regcols), (ocfg, ocols), (icfg, icols, *_), seed in (
@@ -569,6 +581,26 @@ def _check_regularizer(reg: dict[str, Any], game: dict[str, Any]) -> None:
     if cls.needs_disc and "disc" not in built_game(game).players:
         raise StudyError("regularizer", f"{reg['name']!r} acts on the discriminator, which game "
                                         f"{_label(GAMES, game)!r} does not have as a player")
+
+
+def _check_record(record: list[str], game: dict[str, Any], init: dict[str, Any], seed: int,
+                  dtype: str) -> None:
+    """Every entry of ``record:`` is a group or a variable the game records (found by recording
+    step 0 of one run, :func:`gamedyn.memory.variable_names`), and it keeps some variable."""
+    from .record import GROUPS, kept
+
+    probe = memory.variable_names({"game": game, "init": init, "seed": seed, "dtype": dtype})
+    if probe is None:   # the game raises: its batches will, and say why
+        return
+    names, n_coords = probe
+    for i, entry in enumerate(record):
+        if entry not in GROUPS and entry not in names:
+            raise StudyError(f"record[{i}]", f"{entry!r} is neither a group nor a variable of game "
+                             f"{_label(GAMES, game)!r}; accepted: {', '.join(GROUPS)}, or one of "
+                             f"{', '.join(names)}")
+    if not kept(names, n_coords, record):
+        raise StudyError("record", f"{record!r} keeps none of the variables of game "
+                                   f"{_label(GAMES, game)!r} ({', '.join(names)})")
 
 
 def _check_rule(rule: dict[str, Any], optimizer: dict[str, Any], game: dict[str, Any]) -> None:

@@ -14,8 +14,12 @@ from .base import FIGURES, panel_grid, pyplot
 
 def _phase_vars(variables: list[str]) -> tuple[str, str] | None:
     """The first recorded coordinate of gen and of disc: of the players in those roles
-    (:func:`gamedyn.players.roles`; the players are those with a recorded ``loss.<player>``)."""
-    cast = roles([v.removeprefix("loss.") for v in variables if v.startswith("loss.")])
+    (:func:`gamedyn.players.roles`; the players are those with a recorded ``loss.<player>``, or,
+    where a study's ``record:`` kept no losses, the owners of the recorded coordinates)."""
+    players = [v.removeprefix("loss.") for v in variables if v.startswith("loss.")] or list(
+        dict.fromkeys(v.split(".")[0] for v in variables
+                      if "." in v and not v.startswith(("grad_norm.", "norm."))))
+    cast = roles(players)
     if not set(GAN) <= set(cast):
         return None
     coords = [[v for v in variables if v.startswith(cast[r] + ".")] for r in GAN]

@@ -1,0 +1,50 @@
+"""A study's ``record:`` keeps chosen variables in the trajectories table: groups or names; the
+runs table (diagnosis included) is that of a study that keeps them all."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from gamedyn import StudyError, make_study, run_study
+from gamedyn.figures.phase_plane import phase_plane
+
+SPEC = {"name": "rec", "game": ["bilinear", {"name": "dirac", "loss": "gan"}],
+        "rules": ["simultaneous", {"name": "alternating", "first": "gen"}],
+        "optimizer": {"name": "sgd", "lr": [0.1, 0.3]}, "seeds": 2, "steps": 60,
+        "record_every": 5, "lyapunov": "off"}
+TIMING = ["wall_time", "compile_time"]
+
+
+@pytest.mark.parametrize("record,variables", [
+    (["params"], {"gen.x[0]", "disc.y[0]", "gen.theta", "disc.psi"}),
+    (["params", "distance"], {"gen.x[0]", "disc.y[0]", "gen.theta", "disc.psi", "distance"}),
+    (["losses", "grad_norm.disc"], {"loss.gen", "loss.disc", "grad_norm.disc"}),
+])
+def test_record_keeps_the_chosen_variables_and_changes_no_label(tmp_path, record, variables):
+    everything = run_study(make_study(SPEC), out=tmp_path / "all", progress=False)
+    chosen = run_study(make_study({**SPEC, "record": record}), out=tmp_path / "some", progress=False)
+    t = chosen.trajectories
+    assert set(t["variable"].cat.categories) == variables
+    full = everything.trajectories
+    want = full[full["variable"].isin(variables)].reset_index(drop=True)
+    assert t["value"].tolist() == want["value"].tolist() and t["step"].tolist() == want["step"].tolist()
+    cols = [c for c in everything.runs.columns if c not in TIMING and c not in ("run_id", "batch_id")]
+    pd.testing.assert_frame_equal(chosen.runs[cols], everything.runs[cols])
+    if "params" in record:  # the phase plane finds the players from their coordinates
+        png = phase_plane(chosen, tmp_path / "pp.png")
+        assert png.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("record,key,message", [
+    (["parameters"], "record[0]", "'parameters' is neither a group nor a variable of game 'bilinear'"),
+    ("params", "record", "'params' is not accepted: expected a list of variable groups"),
+    ([], "record", "is not accepted"),
+    (["metrics"], "record", "keeps none of the variables of game 'bilinear'"),
+])
+def test_a_bad_record_is_refused_with_what_is_accepted(record, key, message):
+    with pytest.raises(StudyError) as e:
+        make_study({**SPEC, "record": record})
+    assert e.value.key == key and message in e.value.message
+    if key == "record[0]":
+        assert "params, losses, grad_norms, distance, metrics, or one of gen.x[0]" in e.value.message
