@@ -177,6 +177,7 @@ def _collect(runs: list[Run], recorder: Recorder, counts: dict[str, torch.Tensor
         "step": np.repeat(steps[tt], len(keep)),
         "variable": pd.Categorical.from_codes(np.tile(np.arange(len(keep), dtype=np.int32), n),
                                               categories=[V[i] for i in keep]),
-        "value": values[rr, tt, :].reshape(-1),
+        "value": values[rr, tt, :].reshape(-1).astype(runs[0].config.get("trajectory_dtype",
+                                                                           "float64"), copy=False),
     }, copy=False)  # (int32 codes and no consolidating copy: 7·10⁶ rows a second faster)
     return BatchResult(bid, rows, traj)

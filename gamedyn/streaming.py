@@ -37,8 +37,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 COLUMNS = ["run_id", "step", "variable", "value"]
-SCHEMA = pa.schema([("run_id", pa.dictionary(pa.int32(), pa.string())), ("step", pa.int64()),
-                    ("variable", pa.dictionary(pa.int32(), pa.string())), ("value", pa.float64())])
+
+
+def schema(value: pa.DataType | None = None) -> pa.Schema:
+    """The trajectories table's schema, its ``value`` column of type ``value`` (a study's
+    ``trajectory_dtype``: float64, the default, or float32)."""
+    return pa.schema([("run_id", pa.dictionary(pa.int32(), pa.string())), ("step", pa.int64()),
+                      ("variable", pa.dictionary(pa.int32(), pa.string())),
+                      ("value", value or pa.float64())])
+
+
+SCHEMA = schema()
 #: Rows per row group of ``trajectories.parquet`` (about 30 MiB while being built).
 ROW_GROUP_ROWS = 1 << 18
 #: Rows per row group of a part file, and per record batch read from one (about 2 MB).
@@ -131,8 +140,10 @@ def write_trajectories(out: Path, parts: list[Path], run_ids: list[str], part_of
     var_code = {v: i for i, v in enumerate(variables)}
     last = {p: i for i, p in enumerate(part_of)}  # the last run (in study order) of each part
     readers: dict[int, _PartRows] = {}
-    with pq.ParquetWriter(out, SCHEMA, **WRITE_OPTIONS) as writer:
-        groups = _RowGroups(writer, pa.array(run_ids, pa.string()), pa.array(variables, pa.string()))
+    table_schema = schema(pq.read_schema(parts[0]).field("value").type) if parts else SCHEMA
+    with pq.ParquetWriter(out, table_schema, **WRITE_OPTIONS) as writer:
+        groups = _RowGroups(writer, pa.array(run_ids, pa.string()), pa.array(variables, pa.string()),
+                            table_schema)
         for start, end in _stretches(part_of):
             p = int(part_of[start])
             if p not in readers:
@@ -198,7 +209,7 @@ class _PartRows:
         ranks = self._codes(batch.column(0), self._rank, "run_id")
         steps = batch.column(1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
         variables = self._codes(batch.column(2), self._var, "variable")
-        values = batch.column(3).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        values = batch.column(3).to_numpy(zero_copy_only=False)  # float64, or float32 as stored
         self._check_order(ranks, steps)
         self._buf, self._pos = (ranks, steps, variables, values), 0
         return True
@@ -233,8 +244,9 @@ class _RowGroups:
     the last one at :meth:`close` (its dictionary reaches the last run)."""
 
     def __init__(self, writer: pq.ParquetWriter, run_ids: pa.Array, variables: pa.Array,
-                 rows: int | None = None) -> None:
+                 table_schema: pa.Schema = SCHEMA, rows: int | None = None) -> None:
         self._writer, self._run_ids, self._variables = writer, run_ids, variables
+        self._schema = table_schema
         self._rows = rows or ROW_GROUP_ROWS
         self._chunks: list[Chunk] = []
         self._n = 0
@@ -268,8 +280,8 @@ class _RowGroups:
             pa.DictionaryArray.from_arrays(pa.array(ranks - lo, pa.int32()), self._run_ids[lo:hi]),
             pa.array(steps, pa.int64()),
             pa.DictionaryArray.from_arrays(pa.array(variables, pa.int32()), self._variables),
-            pa.array(values, pa.float64()),
-        ], schema=SCHEMA)
+            pa.array(values, self._schema.field("value").type),
+        ], schema=self._schema)
         self._writer.write_table(table, row_group_size=len(table))
         self.ranges.append((lo, hi))
         self._lo = hi

@@ -33,6 +33,7 @@ Keys::
                                         # for games of <= 100 parameters per run; gamedyn.lyapunov)
     record: [params, distance]          # variables kept in the trajectories table (default: all):
                                         # params, losses, grad_norms, distance, metrics, or names
+    trajectory_dtype: float32           # the trajectories table's values (default: float64)
 
 Players are named as the game names them (:mod:`gamedyn.players`): ``gen``/``disc`` above for GAN
 games, the game's own names otherwise (``optimizer: {p1: {lr: 0.2}}``, ``init: {p1: {x: 1.0}}``,
@@ -92,6 +93,7 @@ KEYS = {
     "max_batch": "an integer >= 1",
     "memory_budget": memory.ACCEPTED,
     "lyapunov": lyapunov.ACCEPTED,
+    "trajectory_dtype": "float64 (the default) or float32: the trajectories table's values",
     "record": "a list of variable groups (params, losses, grad_norms, distance, metrics) and "
               "recorded variables' names, kept in the trajectories table (default: all)",
 }
@@ -206,6 +208,11 @@ def make_study(spec: Any, source: str | None = None) -> Study:
         if not (isinstance(record, list) and record and all(isinstance(v, str) for v in record)):
             raise StudyError("record", f"{record!r} is not accepted: expected {KEYS['record']}")
         lyap["record"] = list(dict.fromkeys(record))
+    if "trajectory_dtype" in spec:
+        if spec["trajectory_dtype"] not in ("float64", "float32"):
+            raise StudyError("trajectory_dtype", f"{spec['trajectory_dtype']!r} is not accepted: "
+                                                 f"expected {KEYS['trajectory_dtype']}")
+        lyap["trajectory_dtype"] = spec["trajectory_dtype"]
 
     plugins = tuple(resolve_plugins(spec["plugins"], Path(source).parent if source else None)
                     if "plugins" in spec else ())

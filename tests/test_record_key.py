@@ -48,3 +48,16 @@ def test_a_bad_record_is_refused_with_what_is_accepted(record, key, message):
     assert e.value.key == key and message in e.value.message
     if key == "record[0]":
         assert "params, losses, grad_norms, distance, metrics, or one of gen.x[0]" in e.value.message
+
+
+def test_float32_trajectories_are_the_float64_ones_rounded(tmp_path):
+    everything = run_study(make_study(SPEC), out=tmp_path / "all", progress=False)
+    small = run_study(make_study({**SPEC, "trajectory_dtype": "float32", "record": ["params"]}),
+                      out=tmp_path / "f32", progress=False)
+    t = small.trajectories
+    assert str(t["value"].dtype) == "float32"
+    full = everything.trajectories
+    want = full[full["variable"].isin(set(t["variable"].cat.categories))]
+    assert (t["value"].to_numpy() == want["value"].to_numpy().astype("float32")).all()
+    with pytest.raises(StudyError, match="'half' is not accepted: expected float64"):
+        make_study({**SPEC, "trajectory_dtype": "half"})
