@@ -21,10 +21,11 @@ Behind flags (each run once, after the rows above; ``--extras-only`` skips those
   same two Parquet tables), each a whole process. Needs ``jax`` (``pip install gamedyn[bench]``);
   without it the JAX row is skipped with a message;
 - ``--multi`` (target 6): the same study with 10,000 runs in 10 batches (``max_batch: 1000``),
-  cold cache, against the JAX script on 10,000 runs;
+  cold cache, against the JAX script on 10,000 runs; and (target 4) its ``phase_plane`` figure
+  drawn in a fresh process, against 1 s;
 - ``--many`` (target 7): ``benchmarks/many_structures.yaml`` (99 Dirac-GAN structures × 80 runs
-  in 33 batches × 3,000 steps), cold cache. It takes many minutes; ``--quick`` runs it with 100 steps instead
-  (the same structures and runs) and *extrapolates* to 3,000 steps: the batches' stepping loops
+  in 33 batches × 3,000 steps), cold cache. It takes many minutes; ``--quick`` runs it with 100
+  steps instead (the same structures and runs) and *extrapolates* to 3,000 steps: the batches' stepping loops
   (the runs table's ``wall_time``, summed, halved for two workers) scaled by 3,000 / 100, plus
   everything else as measured.
 
@@ -193,6 +194,19 @@ def against_jax(tmp: Path) -> dict[str, float]:
     return result
 
 
+#: Target 4's figure time: ``phase_plane`` drawn in a fresh process (matplotlib's import included).
+FIGURE_TIME = ("import sys, time, gamedyn; from gamedyn.figures.phase_plane import phase_plane; "
+               "r = gamedyn.load(sys.argv[1]); t = time.perf_counter(); phase_plane(r, sys.argv[2]); "
+               "print(time.perf_counter() - t)")
+
+
+def figure_time(results: Path, png: Path) -> float:
+    """Seconds ``phase_plane`` takes on the study in ``results``, in a fresh process."""
+    out = subprocess.run([PY, "-c", FIGURE_TIME, str(results), str(png)], cwd=ROOT, check=True,
+                         capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def multi_batch(tmp: Path) -> dict[str, float]:
     """Target 6: 10 × 1,000 runs × 10,000 steps (ten batches), cold cache, against JAX."""
     result = {"gamedyn, 10 batches": _gamedyn_run(bilinear_study(tmp, 10000, "bilinear_10x1000"),
@@ -251,6 +265,8 @@ def main() -> None:
             extras["1,000 × 10,000 bilinear (s, whole process)"] = against_jax(Path(tmp))
         if args.multi:
             extras["10 × 1,000 × 10,000 bilinear (s)"] = multi_batch(Path(tmp))
+            extras["its phase_plane figure (s)"] = {"fresh process, imports included": figure_time(
+                Path(tmp) / "r-multi" / "bilinear_10x1000", Path(tmp) / "multi.png")}
         if args.many:
             extras["many structures, 99 × 80 runs (s)"] = many_structures(Path(tmp), args.quick)
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs"
@@ -260,7 +276,8 @@ def main() -> None:
         print(f"{name:34s} {a} {x:8.3f}   {b} {y:8.3f}   ratio {x / y:5.2f}")
         for c, z in more:
             print(f"{'':34s} {c} {z:8.3f}   ratio {z / y:5.2f}")
-    targets = {"10 × 1,000 × 10,000 bilinear (s)": 12.0, "many structures, 99 × 80 runs (s)": 90.0}
+    targets = {"10 × 1,000 × 10,000 bilinear (s)": 12.0, "many structures, 99 × 80 runs (s)": 90.0,
+               "its phase_plane figure (s)": 1.0}
     if extras:
         print("one round each (the machine is shared and noisy); ratios against the baseline, "
               "the first row's against issue 13's target where it has no baseline")
