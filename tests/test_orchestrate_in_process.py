@@ -35,3 +35,32 @@ def test_long_studies_and_large_players_get_workers():
     assert in_process(_study(steps=100_000).batches(), 2)   # one batch: nothing to share
     ring = _study(game="mog_ring", rules=two, steps=10).batches()
     assert not in_process(ring, 2)   # neural players: no price for their steps
+
+
+def test_the_command_and_its_worker_share_a_small_study_with_the_same_tables(tmp_path, monkeypatch):
+    """A small study with -j 2: this process steps the shortest batches, the started worker (once
+    ready) the longest, and writes them itself; the tables equal those of -j 1."""
+    import time
+
+    import pandas as pd
+
+    from gamedyn import orchestrate, pool, run_study
+
+    study = _study(game={"name": "dirac", "loss": "gan"},
+                   rules=["simultaneous", {"name": "alternating", "first": "gen"}, "extragradient",
+                          {"name": "alternating", "disc_steps": 3}],
+                   optimizer={"name": "sgd", "lr": [0.1, 0.2]}, seeds=2, steps=400)
+    assert in_process(study.batches(), 2) and len(study.batches()) == 4
+    one = run_study(study, out=tmp_path / "one", progress=False)
+    pool.prestart(1)
+    while not pool.ready():       # the worker is ready: it takes the longest batch at once
+        time.sleep(0.05)
+    here = []
+    real = orchestrate.run_batch
+    monkeypatch.setattr(orchestrate, "run_batch", lambda *a, **k: here.append(1) or real(*a, **k))
+    two = run_study(study, out=tmp_path / "two", jobs=2, progress=False)
+    assert 0 < len(here) < 4      # some batches here, the others in the worker
+    timing = ["wall_time", "compile_time"]
+    pd.testing.assert_frame_equal(one.runs.drop(columns=timing), two.runs.drop(columns=timing))
+    pd.testing.assert_frame_equal(one.trajectories, two.trajectories)
+    pool.stop()
