@@ -229,7 +229,8 @@ def make_study(spec: Any, source: str | None = None) -> Study:
         f for gcfg, _ in games for f in GAMES.get(gcfg["name"]).plugin_files(gcfg) if f not in plugins))
     regularizers = _alternatives(REGULARIZERS, spec.get("regularizer", "none"), "regularizer",
                                  allow_single=True)
-    rules = _alternatives(RULES, spec["rules"], "rules", allow_single=False)
+    rule_keys: dict[int, str] = {}
+    rules = _alternatives(RULES, spec["rules"], "rules", allow_single=False, where_of=rule_keys)
     # the study's player entries are each game's names (gen and disc for every GAN game)
     rosters = {id(gcfg): player_names(built_game(gcfg).players) for gcfg, _ in games}
     optimizers, inits = {}, {}
@@ -255,7 +256,7 @@ def make_study(spec: Any, source: str | None = None) -> Study:
         _check_regularizer(regcfg, gcfg)
     for (gcfg, _), (rcfg, _) in itertools.product(games, rules):
         for ocfg, _ in optimizers[rosters[id(gcfg)]]:
-            _check_rule(rcfg, ocfg, gcfg)
+            _check_rule(rcfg, ocfg, gcfg, rule_keys[id(rcfg)])
     if "record" in lyap:
         for gcfg, _ in games:
             _check_record(lyap["record"], gcfg, inits[rosters[id(gcfg)]][0][0], seeds[0], dtype)
@@ -387,9 +388,11 @@ def _expand(cls: type[Component], given: dict[str, Any], key: str) -> list[dict[
     return [cls.resolve(point, key) for point in _grid(given)]
 
 
-def _alternatives(registry: Registry, spec: Any, key: str, allow_single: bool
+def _alternatives(registry: Registry, spec: Any, key: str, allow_single: bool,
+                  where_of: dict[int, str] | None = None
                   ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Each grid point of each alternative: (config with ``name``, its columns)."""
+    """Each grid point of each alternative: (config with ``name``, its columns); ``where_of`` gets
+    each config's key path in the study file (``rules[1]``), by ``id`` of the config."""
     if isinstance(spec, list):
         if not spec:
             raise StudyError(key, f"an empty list is not accepted: expected at least one "
@@ -406,6 +409,8 @@ def _alternatives(registry: Registry, spec: Any, key: str, allow_single: bool
         cls, given = _component(registry, item, where)
         for params in _expand(cls, given, where):
             out.append(({"name": cls.name, **params}, {f"{prefix}.{k}": v for k, v in params.items()}))
+            if where_of is not None:
+                where_of[id(out[-1][0])] = where
     return out
 
 
@@ -610,13 +615,15 @@ def _check_record(record: list[str], game: dict[str, Any], init: dict[str, Any],
                                    f"{_label(GAMES, game)!r} ({', '.join(names)})")
 
 
-def _check_rule(rule: dict[str, Any], optimizer: dict[str, Any], game: dict[str, Any]) -> None:
-    """What a rule declares it needs (players, its optimizers' capabilities: ``Rule.unmet``)."""
+def _check_rule(rule: dict[str, Any], optimizer: dict[str, Any], game: dict[str, Any],
+                key: str = "rules") -> None:
+    """What a rule declares it needs (players, its optimizers' capabilities: ``Rule.unmet``),
+    refused under the rule's own entry ``key`` (``rules[1]``)."""
     players = tuple(built_game(game).players)
     opts = {p: OPTIMIZERS.get(optimizer[p]["name"]) for p in players if p in optimizer}
     problem = RULES.get(rule["name"]).unmet(rule, players, opts)
     if problem:
-        raise StudyError("rules", f"{problem} (game {_label(GAMES, game)!r})")
+        raise StudyError(key, f"{problem} (game {_label(GAMES, game)!r})")
 
 
 @functools.cache

@@ -60,10 +60,10 @@ def test_study_entries_take_the_games_names():
     ({"init": {"disc": {"y": 1.0}}}, "init.disc", "p1, p2"),
     ({"init": {"grid": {"gen.x": [-1, 1, 3]}}}, "init.grid.gen.x", "p1, p2"),
     ({"init": {"p1": {"y": 1.0}}}, "init.p1.y", "x"),
-    ({"rules": [{"name": "alternating", "first": "p3"}]}, "rules", "p1, p2"),
+    ({"rules": ["simultaneous", {"name": "alternating", "first": "p3"}]}, "rules[1]", "p1, p2"),
     ({"game": "dirac", "optimizer": {"name": "sgd", "lr": 0.1, "p1": {"lr": 0.2}}},
      "optimizer.p1", "gen, disc"),
-    ({"game": "dirac", "rules": [{"name": "alternating", "first": "p2"}]}, "rules", "gen, disc"),
+    ({"game": "dirac", "rules": [{"name": "alternating", "first": "p2"}]}, "rules[0]", "gen, disc"),
     ({"game": ["dirac", "tandem"], "optimizer": {"name": "sgd", "p1": {"lr": 0.2}}},
      "optimizer.p1", "gen, disc"),
 ])
