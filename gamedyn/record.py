@@ -13,7 +13,7 @@ from .rules.context import Context, FieldMemo
 
 #: A player with at most this many coordinates per run has each one recorded; a larger one, its norms.
 MAX_COORDS = 16
-#: Consecutive eager records judged and copied out together (:meth:`Recorder.push`).
+#: Consecutive eager records judged and copied out together (:meth:`Recorder.keep_point`).
 STORE_EVERY = 32
 
 
@@ -80,7 +80,6 @@ class Recorder:
         which lets eager records be evaluated many at once (:meth:`defer`)."""
         self.game, self.memo, self.tile = game, memo, tile
         self._tiled: Recorder | None = None  # evaluates deferred records (see defer)
-        self._held: list[tuple[int, torch.Tensor]] = []  # deferred records' points, [R, P] each
         self.ctx = Context(game, {})  # recording is not charged to the rule's counters
         self.rng = game.rng.fork(1) if game.rng is not None else None  # apart from training noise
         self.eq = game.equilibrium()
@@ -98,7 +97,8 @@ class Recorder:
         self.n_valid = np.zeros(self.keep, dtype=np.int64)
         self.alive_runs = np.ones(self.keep, dtype=bool)
         self._judged = self._stored = 0
-        self._pending: list[tuple[int, torch.Tensor]] = []  # eager records not yet stored
+        # eager records not yet stored: rows [V, R], or points [R, P] once deferred (keep_point)
+        self._pending: list[tuple[int, torch.Tensor]] = []
         self.stop_reason = np.full(self.keep, None, dtype=object)
         self.blowup = blowup
 
@@ -202,30 +202,32 @@ class Recorder:
         the runs, so the same values (:mod:`gamedyn.runaxis`): a toy game's eager step with a record
         costs about a third of what it did. Returns whether it defers."""
         if self.tile is not None and all(self._small.values()) and self.values is not None:
+            self.flush()  # the rows held so far: the buffer holds points from now on
             self._tiled = Recorder(self.tile(STORE_EVERY), STORE_EVERY * self.n_runs, 0, 1, self.blowup)
             self._leaves = [(pl, k, shape) for pl, named in self.game.shapes().items()
                             for k, shape in named.items()]
         return self._tiled is not None
 
     def keep_point(self, step: int, params: Params) -> None:
-        """Record ``params`` at ``step``: now (:meth:`push` of its :meth:`row`), or, once
-        :meth:`defer` said so, later with the records around it."""
-        if self._tiled is None:
-            self.push(step, self.row(params))
-            return
-        if self._held and self._index[self._held[-1][0]] + 1 != self._index[step]:
+        """Keep the eager record at ``params`` at ``step``, to be stored with the records that
+        follow it: up to :data:`STORE_EVERY` consecutive ones are judged and copied out at once
+        (the same flags and values as one by one: :meth:`judge` is exact elementwise work). Held as
+        its :meth:`row`, or, once :meth:`defer` said so, as a copy of the point, evaluated with
+        the others when they are stored."""
+        if self._pending and self._index[self._pending[-1][0]] + 1 != self._index[step]:
             self.flush()
-        self._held.append((step, torch.cat([params[pl][k].detach().reshape(self.n_runs, -1)
-                                            for pl, k, _ in self._leaves], 1)))
-        if len(self._held) >= STORE_EVERY:
+        if self._tiled is None:
+            self._pending.append((step, self.row(params)))
+        else:
+            self._pending.append((step, torch.cat([params[pl][k].detach().reshape(self.n_runs, -1)
+                                                   for pl, k, _ in self._leaves], 1)))
+        if len(self._pending) >= STORE_EVERY:
             self.flush()
 
-    def _evaluate_held(self) -> None:
-        """Store the records of the held points, evaluated on the tiled game (the points padded to
-        STORE_EVERY by copies of the last)."""
-        held, self._held = self._held, []
-        points = [x for _, x in held] + [held[-1][1]] * (STORE_EVERY - len(held))
-        flat = torch.cat(points)                                              # [M·R, P]
+    def _evaluate(self, points: list[torch.Tensor]) -> torch.Tensor:
+        """The records [M, V, R] of held points ([R, P] each), evaluated on the tiled game (the
+        points padded to STORE_EVERY by copies of the last)."""
+        flat = torch.cat(points + [points[-1]] * (STORE_EVERY - len(points)))  # [M·R, P]
         params: Params = {}
         at = 0
         for pl, k, shape in self._leaves:
@@ -234,25 +236,15 @@ class Recorder:
             at += size
         rows = self._tiled._row(self._tiled.columns(params))                  # [V, M·R]
         rows = rows.reshape(rows.shape[0], STORE_EVERY, self.n_runs).transpose(0, 1)
-        self._store(held[0][0], rows[:len(held)])
-
-    def push(self, step: int, row: torch.Tensor) -> None:
-        """Keep the eager record at ``step`` ([V, R]) to be stored with the records that follow it:
-        up to :data:`STORE_EVERY` consecutive ones are judged and copied out at once (the same
-        flags and values as one by one: :meth:`judge` is exact elementwise work)."""
-        if self._pending and self._index[self._pending[-1][0]] + 1 != self._index[step]:
-            self.flush()
-        self._pending.append((step, row))
-        if len(self._pending) >= STORE_EVERY:
-            self.flush()
+        return rows[:len(points)]
 
     def flush(self) -> None:
-        """Store the records :meth:`push` (and :meth:`keep_point`) hold."""
+        """Store the records :meth:`keep_point` holds."""
         if self._pending:
             pending, self._pending = self._pending, []
-            self._store(pending[0][0], torch.stack([row for _, row in pending]))
-        if self._held:
-            self._evaluate_held()
+            held = [x for _, x in pending]
+            self._store(pending[0][0], torch.stack(held) if self._tiled is None
+                        else self._evaluate(held))
 
     def store(self, step: int, rows: torch.Tensor, bad: torch.Tensor | None = None) -> None:
         """Keep the record at ``step`` ([V, R]), or the consecutive records from ``step`` on
