@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
         raise StudyError("--jobs", f"{args.jobs} is not accepted: expected a number of workers >= 1,"
                                    f" or -1 for one per core")
     if args.backend == "loky" and args.jobs != 1:  # workers boot on the other cores meanwhile
-        pool.prestart(min(pool.workers_for(args.jobs), os.cpu_count() or 1) - 1)
+        pool.prestart(pool.cores_for(args.jobs) - 1)
 
     from .orchestrate import run_study
     from .report import write_report

@@ -178,7 +178,7 @@ def in_process(batches: list[list[Run]], jobs: int) -> bool:
     and debugging of the worker path)."""
     if jobs == 1 or os.environ.get("GAMEDYN_ALWAYS_POOL") == "1":
         return jobs == 1
-    workers = min(os.cpu_count() or 1, jobs if jobs > 0 else os.cpu_count() or 1, len(batches))
+    workers = min(pool.cores_for(jobs), len(batches))
     if workers <= 1:
         return True
     for batch in batches:
@@ -372,7 +372,7 @@ def _backend(backend: str, scheduler: Any, jobs: int, plugins: tuple[str, ...],
         here = in_process(todo, jobs)  # then with the cores' other workers, if batches are left
         workers = pool.workers_for(jobs)
         if here:
-            workers = 0 if len(todo) == 1 else min(workers, os.cpu_count() or 1) - 1
+            workers = 0 if len(todo) == 1 else pool.cores_for(jobs) - 1
         yield _Plan(workers, 1 if jobs != 1 else None, None,
                     (BrokenProcessPool,), "a worker process died",
                     " (with fewer --jobs or a smaller --memory-budget if memory ran out)", here)

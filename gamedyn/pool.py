@@ -22,6 +22,12 @@ def workers_for(jobs: int) -> int:
     return (os.cpu_count() or 1) if jobs == -1 else jobs
 
 
+def cores_for(jobs: int) -> int:
+    """The processes ``-j jobs`` can run at once on this machine: :func:`workers_for`, at most
+    one per core."""
+    return min(workers_for(jobs), os.cpu_count() or 1)
+
+
 def executor(workers: int) -> Any:
     """loky's reusable executor with at least ``workers`` processes (the one started, if it has
     as many; a larger one otherwise, once the started workers have finished importing: loky
