@@ -331,14 +331,13 @@ class Results:
                 keep &= t[column].isin(values).to_numpy()
             return t[keep].reset_index(drop=True)
         path = self.path / "trajectories.parquet"
-        groups = None
+        f, groups = pq.ParquetFile(path), None
         if run_ids is not None:  # only the row groups that hold these runs, where the file says
             rank = {rid: i for i, rid in enumerate(self.runs["run_id"])}
-            groups = streaming.row_groups_of(path, [rank[r] for r in wanted["run_id"] if r in rank])
+            groups = streaming.row_groups_of(f, [rank[r] for r in wanted["run_id"] if r in rank])
         if groups is None:
             t = pd.read_parquet(path, filters=streaming.row_filter(wanted))
         else:
-            f = pq.ParquetFile(path)
             table = f.read_row_groups(groups) if groups else f.schema_arrow.empty_table()
             t = table.filter(streaming.row_filter(wanted)).to_pandas()
         return t.assign(

@@ -92,11 +92,11 @@ def row_filter(wanted: dict[str, list]) -> pc.Expression | None:
     return functools.reduce(operator.and_, keep) if keep else None
 
 
-def row_groups_of(path: Path, ranks: list[int]) -> list[int] | None:
-    """The row groups of an assembled ``trajectories.parquet`` that hold rows of the runs of these
-    ranks (positions in study order), from its :data:`RANGES_KEY` metadata; None for a table
-    written without it."""
-    raw = (pq.ParquetFile(path).metadata.metadata or {}).get(RANGES_KEY.encode())
+def row_groups_of(f: pq.ParquetFile, ranks: list[int]) -> list[int] | None:
+    """The row groups of an assembled ``trajectories.parquet`` (open as ``f``) that hold rows of
+    the runs of these ranks (positions in study order), from its :data:`RANGES_KEY` metadata;
+    None for a table written without it."""
+    raw = (f.metadata.metadata or {}).get(RANGES_KEY.encode())
     if raw is None:
         return None
     ranges = np.asarray(json.loads(raw), dtype=np.int64).reshape(-1, 2)

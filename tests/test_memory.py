@@ -200,13 +200,13 @@ def test_a_few_runs_are_read_from_their_row_groups_only(tmp_path, monkeypatch):
     res = run_study(make_study({**SPEC, "init": SPEC["init"][:1]}), out=tmp_path, progress=False)
     full = res.trajectories
     fresh = gamedyn.load(res.path)
-    path = res.path / "trajectories.parquet"
-    n_groups = pq.ParquetFile(path).num_row_groups
+    table = pq.ParquetFile(res.path / "trajectories.parquet")
+    n_groups = table.num_row_groups
     for picks in ([0], [1, 5, 20], [len(res.runs) - 1], list(range(0, len(res.runs), 7))):
         ids = list(res.runs["run_id"].iloc[picks])
-        groups = streaming.row_groups_of(path, picks)
+        groups = streaming.row_groups_of(table, picks)
         assert groups is not None and 0 < len(groups) < n_groups
         expected = full[full["run_id"].isin(ids)].reset_index(drop=True)
         pd.testing.assert_frame_equal(fresh.trajectories_for(run_ids=ids), expected)
         assert len(expected) > 0
-    assert streaming.row_groups_of(path, []) == []
+    assert streaming.row_groups_of(table, []) == []
