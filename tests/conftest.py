@@ -22,6 +22,21 @@ def build(registry, name, configs, dtype=torch.float64):
     return cls.build([cls.resolve(c, name) for c in configs], dtype)
 
 
+def explode_on(rule: str, message: str = "no {rule} today"):
+    """A ``run_batch`` that raises ZeroDivisionError(``message``) for the batches of ``rule`` (and
+    runs the others), to monkeypatch into ``gamedyn.orchestrate`` (in this process: jobs=1)."""
+    from gamedyn import orchestrate
+
+    real = orchestrate.run_batch
+
+    def exploding(runs, *args, **kwargs):
+        if runs[0].config["rule"]["name"] == rule:
+            raise ZeroDivisionError(message.format(rule=rule))
+        return real(runs, *args, **kwargs)
+
+    return exploding
+
+
 @pytest.fixture
 def pool(monkeypatch):
     """Worker processes even for a study small enough to run in the main process

@@ -9,6 +9,8 @@ from scipy.stats import norm
 from gamedyn import StudyError, make_study, orchestrate, run_study
 from gamedyn.aggregate import aggregate, default_by, failed_configs, wilson
 
+from .conftest import explode_on
+
 
 def _wilson_by_roots(k: int, n: int) -> tuple[float, float]:
     """The Wilson interval as the set of p with (p̂ − p)² ≤ z² p(1 − p)/n: the two roots of
@@ -89,14 +91,7 @@ TINY = {"name": "tiny", "game": "bilinear", "rules": ["simultaneous", "alternati
 
 
 def test_results_aggregate_report_and_figure_with_a_failed_rule(tmp_path, monkeypatch, capsys):
-    real = orchestrate.run_batch
-
-    def run_batch(runs, *args, **kwargs):
-        if runs[0].config["rule"]["name"] == "alternating":
-            raise ZeroDivisionError("no alternating today")
-        return real(runs, *args, **kwargs)
-
-    monkeypatch.setattr(orchestrate, "run_batch", run_batch)
+    monkeypatch.setattr(orchestrate, "run_batch", explode_on("alternating"))
     study = make_study(TINY)
     res = run_study(study, out=tmp_path, progress=False)
     f = failed_configs(res.study, res.failures)

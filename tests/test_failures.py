@@ -16,6 +16,8 @@ import gamedyn
 from gamedyn import StudyError, make_study, orchestrate, run_study
 from gamedyn.results import FAILURE_COLUMNS, FAILURES_FILE, AllRunsFailed, RunsFailedWarning
 
+from .conftest import explode_on
+
 # explode_for_test (tests/plugin_rules.py, loaded by the subprocesses only) raises at step 3 while
 # GAMEDYN_TEST_EXPLODE is set: 2 games x 2 rules = 4 batches of 2 runs, 2 batches fail
 SPEC = {"name": "fragile", "game": ["bilinear", "dirac"], "rules": ["simultaneous", "explode_for_test"],
@@ -77,21 +79,9 @@ TINY = {"name": "tiny", "game": ["bilinear", "dirac"], "rules": ["simultaneous",
         "steps": 20}
 
 
-def _explode_on(rule: str):
-    """A run_batch that raises for the batches of ``rule`` (in this process: jobs=1)."""
-    real = orchestrate.run_batch
-
-    def run_batch(runs, *args, **kwargs):
-        if runs[0].config["rule"]["name"] == rule:
-            raise ZeroDivisionError(f"no {rule} today")
-        return real(runs, *args, **kwargs)
-
-    return run_batch
-
-
 def test_run_study_returns_the_successful_runs_and_the_failures(tmp_path, monkeypatch, capsys):
     study = make_study(TINY)
-    monkeypatch.setattr(orchestrate, "run_batch", _explode_on("alternating"))
+    monkeypatch.setattr(orchestrate, "run_batch", explode_on("alternating"))
     res = run_study(study, out=tmp_path, progress=False)
     assert set(res.runs["rule"]) == {"simultaneous"} and len(res.runs) == 4
     assert len(res.failures) == 4 and set(res.failures["error"]) == {"ZeroDivisionError"}
@@ -122,7 +112,7 @@ def test_every_run_failing_is_an_error_naming_the_failures_table(tmp_path, monke
 
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump({**TINY, "rules": ["alternating"]}))
-    monkeypatch.setattr(orchestrate, "run_batch", _explode_on("alternating"))
+    monkeypatch.setattr(orchestrate, "run_batch", explode_on("alternating"))
     assert cli.main(["run", str(path), "--out", str(tmp_path / "res"), "--quiet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "every run failed" in err[0] and "4 of 4 runs failed" in err[0]
@@ -256,7 +246,7 @@ def test_a_trajectories_part_left_alone_by_a_killed_run_is_removed_and_recompute
     orphan = folder / "parts" / f"{bid}.trajectories.parquet"
     assert orphan.exists()
     with monkeypatch.context() as mp:  # the batch fails this time: its orphan must still go
-        mp.setattr(orchestrate, "run_batch", _explode_on("simultaneous"))
+        mp.setattr(orchestrate, "run_batch", explode_on("simultaneous"))
         failed = run_study(study, out=tmp_path, progress=False)
     assert set(failed.failures["batch_id"]) == {bid} and not orphan.exists()
     assert len(_parts(folder)) == 6

@@ -9,6 +9,8 @@ import re
 from gamedyn import cli, make_study, orchestrate, run_study
 from gamedyn.report_html import REPORT_FILE
 
+from .conftest import explode_on
+
 # a 3 x 3 grid of starts on the double well (four minima, saddles on the axes): several attractors
 BASINS = {"name": "tiny_basins", "game": "double_well", "rules": ["simultaneous"],
           "optimizer": {"name": "sgd", "lr": [0.05, 0.2]},
@@ -48,22 +50,11 @@ def test_report_writes_one_self_contained_page_with_every_figure(tmp_path, capsy
     assert "name: tiny_basins" in page and "double_well" in page and "eq:0" in page
 
 
-def _explode_on(rule: str):
-    real = orchestrate.run_batch
-
-    def run_batch(runs, *args, **kwargs):
-        if runs[0].config["rule"]["name"] == rule:
-            raise ZeroDivisionError(f"no {rule} <today>")
-        return real(runs, *args, **kwargs)
-
-    return run_batch
-
-
 def test_report_page_lists_the_failures_with_their_tracebacks(tmp_path, monkeypatch, capsys):
     spec = {"name": "tiny", "game": "bilinear", "rules": ["simultaneous", "alternating"],
             "optimizer": {"name": "sgd", "lr": [0.1, 0.2]}, "init": {"dist": "constant", "scale": 1.0},
             "steps": 20, "lyapunov": "off"}
-    monkeypatch.setattr(orchestrate, "run_batch", _explode_on("alternating"))
+    monkeypatch.setattr(orchestrate, "run_batch", explode_on("alternating", "no {rule} <today>"))
     res = run_study(make_study(spec), out=tmp_path, progress=False)
     assert len(res.failures) == 2
     assert cli.main(["report", str(res.path)]) == 0
