@@ -195,24 +195,21 @@ def make_study(spec: Any, source: str | None = None) -> Study:
     record_every = _int(spec, "record_every", 10)
     max_batch = _int(spec, "max_batch", 4096)
     memory_budget = memory.parse_budget(spec.get("memory_budget", memory.DEFAULT_BUDGET))
-    dtype = spec.get("dtype", "float64")
-    if dtype not in ("float64", "float32"):
-        raise StudyError("dtype", f"{dtype!r} is not accepted: expected {KEYS['dtype']}")
+    dtype = _float_type(spec, "dtype")
     seeds = _seeds(spec.get("seeds", 1))
     diagnose.validate_thresholds(spec.get("diagnose", {}))
     expect.validate(spec.get("expect", []))
-    # the exponents' setting is part of a run's config (and id) only where the study gives one
-    lyap = {"lyapunov": lyapunov.validate(spec["lyapunov"])} if "lyapunov" in spec else {}
-    if "record" in spec:  # like lyapunov: part of a run's config (and id) only where given
+    # keys that are part of a run's config (and id) only where the study gives them
+    given: dict[str, Any] = {}
+    if "lyapunov" in spec:
+        given["lyapunov"] = lyapunov.validate(spec["lyapunov"])
+    if "record" in spec:
         record = spec["record"]
         if not (isinstance(record, list) and record and all(isinstance(v, str) for v in record)):
             raise StudyError("record", f"{record!r} is not accepted: expected {KEYS['record']}")
-        lyap["record"] = list(dict.fromkeys(record))
+        given["record"] = list(dict.fromkeys(record))
     if "trajectory_dtype" in spec:
-        if spec["trajectory_dtype"] not in ("float64", "float32"):
-            raise StudyError("trajectory_dtype", f"{spec['trajectory_dtype']!r} is not accepted: "
-                                                 f"expected {KEYS['trajectory_dtype']}")
-        lyap["trajectory_dtype"] = spec["trajectory_dtype"]
+        given["trajectory_dtype"] = _float_type(spec, "trajectory_dtype")
 
     plugins = tuple(resolve_plugins(spec["plugins"], Path(source).parent if source else None)
                     if "plugins" in spec else ())
@@ -257,16 +254,16 @@ def make_study(spec: Any, source: str | None = None) -> Study:
     for (gcfg, _), (rcfg, _) in itertools.product(games, rules):
         for ocfg, _ in optimizers[rosters[id(gcfg)]]:
             _check_rule(rcfg, ocfg, gcfg, rule_keys[id(rcfg)])
-    if "record" in lyap:
+    if "record" in given:
         for gcfg, _ in games:
-            _check_record(lyap["record"], gcfg, inits[rosters[id(gcfg)]][0][0], seeds[0], dtype)
+            _check_record(given["record"], gcfg, inits[rosters[id(gcfg)]][0][0], seeds[0], dtype)
     points = []
     common = {"steps": steps, "record_every": record_every, "dtype": dtype}
     for (gcfg, gcols), (rcfg, rcols), (regcfg, regcols), (ocfg, ocols), (icfg, icols, *_), seed in (
             (g, *rest) for g in games for rest in itertools.product(
                 rules, regularizers, optimizers[rosters[id(g[0])]], inits[rosters[id(g[0])]], seeds)):
         config = {"game": gcfg, "rule": rcfg, "regularizer": regcfg, "optimizer": ocfg,
-                  "init": icfg, "seed": seed, **common, **lyap}
+                  "init": icfg, "seed": seed, **common, **given}
         columns = {
             "study": name, "game": gcfg["name"], "rule": rcfg["name"],
             "regularizer": regcfg["name"], "seed": seed,
@@ -344,6 +341,14 @@ def _run_id(config: dict[str, Any], named: dict[str, tuple[str, str]]) -> str:
 def _int(spec: Mapping, key: str, default: int | None) -> int:
     value = spec.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise StudyError(key, f"{value!r} is not accepted: expected {KEYS[key]}")
+    return value
+
+
+def _float_type(spec: Mapping, key: str) -> str:
+    """``spec[key]`` (default float64) when it is float64 or float32, else a StudyError."""
+    value = spec.get(key, "float64")
+    if value not in ("float64", "float32"):
         raise StudyError(key, f"{value!r} is not accepted: expected {KEYS[key]}")
     return value
 
