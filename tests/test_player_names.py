@@ -107,14 +107,7 @@ def _tmp():
 class GanNamedTandem(Tandem):
     """Tandem with the players called gen and disc, as it was before games could name them."""
 
-    players = ("gen", "disc")
-
-    def shapes(self):
-        return {"gen": {"x": ()}, "disc": {"y": ()}}
-
-    def losses(self, params):
-        out = super().losses({"p1": params["gen"], "p2": params["disc"]})
-        return {"gen": out["p1"], "disc": out["p2"]}
+    players = ("gen", "disc")   # ScalarPair: x is the first player's, y the second's
 
 
 RULE_LIST = ["simultaneous", {"name": "alternating", "disc_steps": 2}, "best_response",

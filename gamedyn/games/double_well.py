@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from ..component import Param
-from .base import GAMES, Game, Params, Tensor
+from .base import GAMES, Tensor
+from .scalar import ScalarPair
 
 
 @GAMES.register("double_well")
-class DoubleWell(Game):
+class DoubleWell(ScalarPair):
     """Both players minimise one potential φ(x, y) = (x² − a²)²/4 + (y² − a²)²/4 (a potential game,
     Monderer & Shapley 1996, so the field is ∇φ and its Jacobian is symmetric, A = 0 in the
     decomposition of Balduzzi et al. 2018; ``gen`` owns x, ``disc`` owns y).
@@ -24,13 +25,10 @@ class DoubleWell(Game):
     the diagnosis follows the field's norm.
     """
 
+    players = ("gen", "disc")
     params = {"a": Param(float, 1.0, "the minima's coordinates are ±a", low=0.0, low_open=True)}
 
-    def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
-        return {"gen": {"x": ()}, "disc": {"y": ()}}
-
-    def losses(self, params: Params) -> dict[str, Tensor]:
-        x, y = params["gen"]["x"], params["disc"]["y"]
+    def pair(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         a2 = self.a ** 2
         value = (x ** 2 - a2) ** 2 / 4 + (y ** 2 - a2) ** 2 / 4
-        return {"gen": value, "disc": value}
+        return value, value

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from .base import GAMES, Game, Params, Tensor
+from .base import GAMES, Params, Tensor
+from .scalar import ScalarPair
 
 
 @GAMES.register("matching_pennies")
-class MatchingPennies(Game):
+class MatchingPennies(ScalarPair):
     """Matching pennies with mixed strategies σ(θ), zero-sum; mixed equilibrium at logits (0, 0).
 
     As in the notebook of Letcher et al. (2019, arXiv 1811.08469).
@@ -24,17 +25,11 @@ class MatchingPennies(Game):
     (|1 ± iη/4| > 1: it spirals out). The papers' step size: α = 1.
     """
 
-    players = ("p1", "p2")
-    params = {}
+    coordinates = ("theta", "phi")
 
-    def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
-        return {"p1": {"theta": ()}, "p2": {"phi": ()}}
-
-    def losses(self, params: Params) -> dict[str, Tensor]:
-        p1 = torch.sigmoid(params["p1"]["theta"])
-        p2 = torch.sigmoid(params["p2"]["phi"])
-        value = (2 * p1 - 1) * (2 * p2 - 1)
-        return {"p1": value, "p2": -value}
+    def pair(self, theta: Tensor, phi: Tensor) -> tuple[Tensor, Tensor]:
+        value = (2 * torch.sigmoid(theta) - 1) * (2 * torch.sigmoid(phi) - 1)
+        return value, -value
 
     def equilibrium(self) -> Params:
         return self.zeros()

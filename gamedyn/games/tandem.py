@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from .base import GAMES, Game, Params, Tensor
+from .base import GAMES, Tensor
+from .scalar import ScalarPair
 
 
 @GAMES.register("tandem")
-class Tandem(Game):
+class Tandem(ScalarPair):
     """Tandem: L₁ = (x + y)² − 2x, L₂ = (x + y)² − 2y, a line of fixed points x + y = 1.
 
     Letcher, Foerster, Balduzzi, Rocktäschel & Whiteson 2019, "Stable
@@ -25,13 +26,6 @@ class Tandem(Game):
     times the distance d = |x + y − 1|/√2 to the line.
     """
 
-    players = ("p1", "p2")
-    params = {}
-
-    def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
-        return {"p1": {"x": ()}, "p2": {"y": ()}}
-
-    def losses(self, params: Params) -> dict[str, Tensor]:
-        x, y = params["p1"]["x"], params["p2"]["y"]
+    def pair(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         s = (x + y) ** 2
-        return {"p1": s - 2 * x, "p2": s - 2 * y}
+        return s - 2 * x, s - 2 * y

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from .base import GAMES, Game, Params, Tensor
+from .base import GAMES, Params, Tensor
+from .scalar import ScalarPair
 
 
 @GAMES.register("zerosum_quartic")
-class ZerosumQuartic(Game):
+class ZerosumQuartic(ScalarPair):
     """L = xy − x²/2 + y²/2 + x⁴/4 − y⁴/4, zero-sum: its only critical point repels.
 
     Letcher 2021, "On the Impossibility of Global Convergence in Multi-Loss Optimization"
@@ -23,16 +24,9 @@ class ZerosumQuartic(Game):
     the recorded distance is to it and the stability analysis linearises there.
     """
 
-    players = ("p1", "p2")
-    params = {}
-
-    def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
-        return {"p1": {"x": ()}, "p2": {"y": ()}}
-
-    def losses(self, params: Params) -> dict[str, Tensor]:
-        x, y = params["p1"]["x"], params["p2"]["y"]
+    def pair(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         value = x * y - x ** 2 / 2 + y ** 2 / 2 + x ** 4 / 4 - y ** 4 / 4
-        return {"p1": value, "p2": -value}
+        return value, -value
 
     def equilibrium(self) -> Params:
         return self.zeros()
