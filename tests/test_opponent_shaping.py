@@ -71,7 +71,8 @@ def dense(game, z: torch.Tensor, n1: int):
 
 
 def reference(rule: str, game, z: torch.Tensor, n1: int, alpha: float = 0.0, a: float = 0.5,
-              b: float = 0.1, damping: float = 1e-6) -> tuple[np.ndarray, dict]:
+              b: float = 0.1, damping: float = 1e-6, lookahead: bool = True
+              ) -> tuple[np.ndarray, dict]:
     """The rule's direction at z (one run) from its definition with dense matrices (Letcher et al.
     2019's notation: ξ, H, H_o, χ)."""
     (g1, g2), (h1, h2) = dense(game, z, n1)
@@ -87,7 +88,7 @@ def reference(rule: str, game, z: torch.Tensor, n1: int, alpha: float = 0.0, a: 
     if rule == "lookahead_opponent":
         out = la
     elif rule == "lola":
-        out = la - alpha * chi
+        out = (la if lookahead else xi) - alpha * chi
     elif rule == "sos":
         dot = float(-alpha * chi @ la)
         p1 = 1.0 if dot >= 0 else min(1.0, -a * float(la @ la) / dot)
@@ -179,6 +180,31 @@ def test_rule_directions_equal_their_dense_definitions_on_matching_pennies(rule)
     for i in range(3):
         want, _ = reference(rule, game, z[i], 1, alpha=configs[i].get("alpha", 0.0))
         np.testing.assert_allclose(got[i], want, rtol=1e-8, atol=1e-12)
+
+
+def test_lola_without_lookahead_is_foersters_shaping_term_alone():
+    """``lookahead: false``: ξ − αχ (Foerster et al. 2018), against the dense definition on the IPD
+    (per-run α, mixed with runs that keep the term) and tandem's closed form (2u − 2) − 4αu, whose
+    fixed points u = 1/(1 − 2α) the runs reach; two Hessian-vector products per step."""
+    rng = np.random.default_rng(4)
+    z = torch.tensor(rng.normal(size=(4, 10)), dtype=F64)
+    configs = [{"alpha": al, "lookahead": False} for al in (1.0, 0.3, 2.0, 0.5)]
+    game, r, ctx = setup("ipd", "lola", configs)
+    got = direction(r, ctx, unflat(game, z)).numpy()
+    for i, c in enumerate(configs):
+        want, _ = reference("lola", game, z[i], 5, **c)
+        np.testing.assert_allclose(got[i], want, rtol=1e-7, atol=1e-10, err_msg=f"run {i}")
+        keep, _ = reference("lola", game, z[i], 5, alpha=c["alpha"])
+        assert np.abs(keep - want).max() > 1e-3          # the dropped term matters here
+    alphas = [0.05, 0.1, 0.15]
+    runs, traj = simulate("tandem", {"name": "lola", "alpha": alphas, "lookahead": False}, lr=0.1,
+                          init={"dist": "normal", "scale": 0.1}, steps=400, record_every=400,
+                          seeds=2)
+    last = traj[traj["step"] == 400].pivot(index="run_id", columns="variable", values="value")
+    u = (last["p1.x"] + last["p2.y"]).reindex(runs["run_id"]).to_numpy()
+    np.testing.assert_allclose(u, 1 / (1 - 2 * runs["rule.alpha"].to_numpy()), rtol=1e-9)
+    assert (runs["hvps_per_step"] == 2).all()
+    assert runs["rule_label"].str.endswith("lookahead=False)").all()
 
 
 # --- tandem: closed forms -----------------------------------------------------------------------

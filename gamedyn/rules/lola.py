@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import torch
+
 from .. import tree
+from ..component import Param
 from ..games.base import Params
 from ..optim.base import per_run
 from .base import RULES, Rule, State, count
@@ -31,18 +34,30 @@ class LOLA(Rule):
     (u = x + y), zero at u = (1 − 2α)/(1 − 4α) ≠ 1 (4/3 at α = 0.1), off the game's fixed line.
     α (``alpha``) may differ per run.
 
+    Where the sources differ: Foerster et al.'s own update (their §3.2: the first-order Taylor
+    expansion, then only the term through the opponent's step) keeps the shaping term alone,
+    ξ − αχ; Letcher et al. (§3) and their notebooks keep −αH_oξ as well, and we follow them by
+    default. ``lookahead: false`` gives Foerster et al.'s rule (then on tandem the field along
+    (1, 1) is (2u − 2) − 4αu, zero at u = 1/(1 − 2α), 5/4 at α = 0.1, at two Hessian-vector
+    products per step instead of four).
+
     Cost: 1 gradient evaluation (every loss in every player's parameters,
     :meth:`Context.loss_grads`) and two Hessian-vector products per ordered pair of players (4 for
-    two players) per step.
+    two players; one, 2, without ``lookahead``) per step.
     """
 
     evaluations = 5.0  # a field and four Hessian-vector products
-    params = {"alpha": ALPHA}
+    params = {"alpha": ALPHA,
+              "lookahead": Param(bool, True, "keep the look-ahead term −αH_oξ (Letcher et al. "
+                                             "2019); false: the shaping term only (Foerster et "
+                                             "al. 2018)")}
 
     def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:
-        field, h_field, chi = shaping_terms(ctx, params)
-        direction = tree.map(lambda g, h, c: g - per_run(self.alpha, g) * (h + c),
-                             field, h_field, chi)
+        field, h_field, chi = shaping_terms(ctx, params, lookahead=self.lookahead)
+        if h_field is not None:
+            chi = tree.map(torch.add, h_field, chi)
+        direction = tree.map(lambda g, c: g - per_run(self.alpha, g) * c, field, chi)
         params, opt = ctx.apply(direction, params, state["opt"])
-        counts = count(state["counts"], grad_evals=1, hvps=2 * pairs(ctx))
+        counts = count(state["counts"], grad_evals=1,
+                       hvps=(2 if self.lookahead else 1) * pairs(ctx))
         return params, {**state, "opt": opt, "counts": counts}

@@ -64,14 +64,16 @@ def shaping_term(ctx: Context, params: Params, grads: dict[str, Params], samples
         params, j, wrt=i, of=j, vector=grads[i][j]))
 
 
-def shaping_terms(ctx: Context, params: Params) -> tuple[Params, Params, Params]:
-    """ξ, H_o ξ and χ at ``params``, every evaluation on the same samples (LOLA's and SOS's
-    ingredients): one gradient evaluation and 2 × :func:`pairs` Hessian-vector products."""
+def shaping_terms(ctx: Context, params: Params, lookahead: bool = True
+                  ) -> tuple[Params, Params | None, Params]:
+    """ξ, H_o ξ (None without ``lookahead``) and χ at ``params``, every evaluation on the same
+    samples (LOLA's and SOS's ingredients): one gradient evaluation and 2 × :func:`pairs`
+    Hessian-vector products (1 × without ``lookahead``)."""
     samples = SameSamples(ctx.game)
     with samples():
         grads = ctx.loss_grads(params)
     field = field_of(grads)
-    return (field, lookahead_term(ctx, params, field, samples),
+    return (field, lookahead_term(ctx, params, field, samples) if lookahead else None,
             shaping_term(ctx, params, grads, samples))
 
 
