@@ -6,7 +6,8 @@ cycle, or divergence (to infinity). A study estimates basins on a grid or a quas
 starts (``init: {grid: ...}`` / ``init: {sobol: ...}``, :func:`gamedyn.init.start_points`), and the
 attractor of each run is identified from its end, as Datseris & Wagemakers (2022, "Effortless
 estimation of basins of attraction", Chaos 32, 023104) describe for Attractors.jl: end points of
-runs that converged are clustered (several runs ending on the same equilibrium are one attractor),
+runs that converged are clustered (several runs ending on the same equilibrium are one attractor;
+so are those of runs that came to rest elsewhere, ``spurious``: fixed points of the rule only),
 and cycles are told apart by invariants of their late window — the centre, the range of the radius
 about it, and the period (:func:`gamedyn.diagnose.oscillation`). Everything is done on the recorded
 coordinates (:class:`gamedyn.record.Recorder`: every parameter of a small player, the norms of a
@@ -18,15 +19,16 @@ Two stages:
    (``attractor_point``, ``attractor_radius_lo``/``_hi``) and ``settle_step``;
 2. over the whole study (:func:`identify`, when the tables are assembled, so ids are stable across
    the study's batches and configurations): ``attractor`` = ``eq:i`` for the i-th equilibrium
-   cluster (numbered in lexicographic order of their centres), ``cycle:j`` for the j-th cycle
-   cluster (in order of radius, then centre), ``diverged``, or ``drifting`` (no attractor reached).
+   cluster (numbered in lexicographic order of their centres), ``fixed:i`` likewise for the rest
+   points of spurious runs, ``cycle:j`` for the j-th cycle cluster (in order of radius, then
+   centre), ``diverged``, or ``drifting`` (no attractor reached).
 
 ``settle_step`` is the first recorded step from which the run stays in its attractor's
 neighbourhood to its end: within :data:`SETTLE_TOL` × its initial distance of its end point
-(an equilibrium), with its radius about the cycle's centre within the cycle's radius range widened
-by :data:`CYCLE_BAND` × its largest radius (a cycle), or further from the end point than it
-started and for good (divergence: the signal, distance or field norm, above its initial value from
-then on). NaN for drifting runs.
+(an equilibrium or a spurious rest point), with its radius about the cycle's centre within the
+cycle's radius range widened by :data:`CYCLE_BAND` × its largest radius (a cycle), or further from
+the end point than it started and for good (divergence: the signal, distance or field norm, above
+its initial value from then on). NaN for drifting runs.
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ def end_columns(steps: np.ndarray, signal: np.ndarray, coords: np.ndarray, n_val
     ``steps`` [T], ``signal`` [R, T] (the diagnosed distance or field norm), ``coords`` [R, T, C]
     (the recorded coordinates; NaN past each run's ``n_valid`` records), ``labels`` the diagnosis
     (``dynamics``, ``period``), ``late_fraction`` its late window. ``attractor_point`` is JSON text
-    of the end point (converged: the last record) or the cycle's centre (cycling: the late window's
-    mean), None otherwise; the radius range is the late window's min and max of ‖c_t − centre‖
+    of the end point (converged or spurious: the last record) or the cycle's centre (cycling: the
+    late window's mean), None otherwise; the radius range is the late window's min and max of ‖c_t − centre‖
     (cycling; NaN otherwise)."""
     from .diagnose import late_window
 
@@ -69,7 +71,7 @@ def end_columns(steps: np.ndarray, signal: np.ndarray, coords: np.ndarray, n_val
     start, last = late_window(n_valid, late_fraction)
     valid = t_idx[None, :] < n_valid[:, None]
     window = (t_idx[None, :] >= start[:, None]) & (t_idx[None, :] <= last[:, None]) & valid
-    conv, cyc, div = dyn == "converged", dyn == "cycling", dyn == "diverged"
+    conv, cyc, div = np.isin(dyn, ["converged", "spurious"]), dyn == "cycling", dyn == "diverged"
     with np.errstate(invalid="ignore", divide="ignore"):
         end = coords[rows, last]                                               # [R, C]
         centre = (np.where(window[:, :, None], coords, 0.0).sum(1)
@@ -153,17 +155,16 @@ def identify(runs: pd.DataFrame, eq_tol: float = EQ_TOL, cycle_tol: float = CYCL
     out = np.where(dyn == "diverged", "diverged", "drifting").astype(object)
     has = np.array([isinstance(t, str) for t in text], dtype=bool)
     dims = np.array([t.count(",") + 1 if h else -1 for t, h in zip(text, has)])
-    for kind in ("converged", "cycling"):
+    for kind, prefix in (("converged", "eq"), ("spurious", "fixed"), ("cycling", "cycle")):
         sel = np.flatnonzero(has & (dyn == kind))
         for dim in np.unique(dims[sel]):    # ends of one dimension (one game's coordinates)
             idx = sel[dims[sel] == dim]
             pts = np.array([json.loads(text[i]) for i in idx], dtype=float)
-            if kind == "converged":
+            if kind != "cycling":
                 radius = eq_tol * max(1.0, float(np.abs(pts).max()))
                 label = _clusters(pts, radius)
                 centres = np.array([pts[label == k].mean(0) for k in range(label.max() + 1)])
                 keys = np.round(centres / radius)
-                prefix = "eq"
             else:
                 lo = runs["attractor_radius_lo"].to_numpy(float)[idx]
                 hi = runs["attractor_radius_hi"].to_numpy(float)[idx]
@@ -176,7 +177,6 @@ def identify(runs: pd.DataFrame, eq_tol: float = EQ_TOL, cycle_tol: float = CYCL
                 keys = np.array([np.r_[np.round(hi[label == k].mean() / scale),
                                        np.round(pts[label == k].mean(0) / scale)]
                                  for k in range(label.max() + 1)])
-                prefix = "cycle"
             rank = _ordered(label, keys)
             offset = sum(1 for v in set(out[has & (dyn == kind)]) if str(v).startswith(prefix))
             out[idx] = [f"{prefix}:{offset + k}" for k in rank]

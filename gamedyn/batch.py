@@ -137,7 +137,8 @@ def _collect(runs: list[Run], recorder: Recorder, counts: dict[str, torch.Tensor
         gn = [V.index(v) for v in V if v.startswith("grad_norm.")]
         signal = np.sqrt((values[:, :, gn] ** 2).sum(-1))
     stopped = recorder.stop_reason != None  # noqa: E711  (object array)
-    labels = diagnose.diagnose(steps, signal, values[:, :, :ncoord], n_valid, stopped, th)
+    labels = diagnose.diagnose(steps, signal, values[:, :, :ncoord], n_valid, stopped, th,
+                               complete=recorder.complete)
     labels.update(recorder.game.diagnose_fit(
         steps, {v: values[:, :, i] for i, v in enumerate(V)}, n_valid))
 

@@ -1,4 +1,5 @@
-"""Label each run's dynamics — converged, cycling, diverged or drifting — with evidence columns.
+"""Label each run's dynamics — converged, cycling, diverged, spurious or drifting — with evidence
+columns.
 
 Everything here is vectorised over the run axis (numpy arrays ``[R, T]``), never a Python loop over
 runs: diagnosing a batch of 100,000 runs costs a few array passes.
@@ -13,15 +14,24 @@ without a known equilibrium, the norm of the gradient field: the distance to sta
    ``blowup`` × max(1, d_0).
 2. **converged** — d_final ≤ ``converge_tol`` × d_0 (the distance fell to that fraction of the
    initial one; with d_0 = 0, d_final must be 0).
-3. **diverged** — over the late window the distance grew steadily: with g the least-squares slope of
-   log d_t against the step (``growth_rate``, per step) and W the window's length in steps,
-   exp(g·W) ≥ ``growth_factor``.
+3. **diverged** — over the late window the distance grew steadily and it ends above where it
+   started: with g the least-squares slope of log d_t against the step (``growth_rate``, per step)
+   and W the window's length in steps, exp(g·W) ≥ ``growth_factor`` and d_final > d_0. (A signal
+   that grows again from far below its start, such as the field norm of a policy that is still
+   saturating, is not divergence.)
 4. **converged** — it shrank steadily: exp(g·W) ≤ 1 / ``growth_factor``.
-5. **cycling** — the parameter coordinate that varies most in the late window crosses its window
+5. **spurious** — the run came to rest away from the equilibrium: its parameters stopped moving
+   (the last move between records, ``final_move``, is at most ``converge_tol`` × the largest
+   move of the run) although the distance did not fall (rules 2 and 4 did not hold). It sits at
+   a fixed point of the *rule* that is not one of the *game*: LOLA's points off tandem's line of
+   equilibria, the spurious fixed points of LSS or consensus (Mazumdar et al. 2019, arXiv
+   1901.00838, §3). Judged only where the recorded coordinates are every parameter
+   (``complete``); a large player's recorded tensor norms may rest while its weights turn.
+6. **cycling** — the parameter coordinate that varies most in the late window crosses its window
    mean often enough to span at least ``min_cycles`` full periods. ``period`` = 2 × the mean time
    between consecutive crossings (interpolated linearly between records), ``amplitude`` = half the
    coordinate's range in the window.
-6. **drifting** — none of the above: the run keeps moving, neither settling, exploding nor
+7. **drifting** — none of the above: the run keeps moving, neither settling, exploding nor
    repeating (a slow spiral, a walk along a valley of equilibria).
 
 ``period`` and ``amplitude`` are reported whenever at least two crossings exist, whatever the label.
@@ -51,7 +61,7 @@ BOUNDS: dict[str, tuple[float, bool, float | None]] = {
     "min_cycles": (0.0, True, None),
     "blowup": (1.0, True, None),
 }
-LABELS = ("converged", "cycling", "diverged", "drifting")
+LABELS = ("converged", "cycling", "diverged", "spurious", "drifting")
 _TINY = 1e-300
 
 
@@ -62,14 +72,17 @@ def diagnose(
     n_valid: np.ndarray,
     stopped: np.ndarray,
     thresholds: dict[str, float] | None = None,
+    complete: bool = True,
 ) -> dict[str, np.ndarray]:
     """Labels and evidence for R runs.
 
     ``steps`` [T]: the recorded steps (equally spaced); ``distance`` [R, T]; ``coords`` [R, T, C]:
-    the recorded parameter coordinates; ``n_valid`` [R]: records before the run stopped (T if it did
-    not); ``stopped`` [R] bool: stopped for a non-finite value or a blow-up. Returns arrays [R]:
-    ``dynamics``, ``initial_distance``, ``final_distance``, ``growth_rate``, ``growth_window``
-    (exp(g·W)), ``period``, ``amplitude``, ``cycles``.
+    the recorded parameter coordinates (``complete``: every parameter of every player);
+    ``n_valid`` [R]: records before the run stopped (T if it did not); ``stopped`` [R] bool:
+    stopped for a non-finite value or a blow-up. Returns arrays [R]: ``dynamics``,
+    ``initial_distance``, ``final_distance``, ``growth_rate``, ``growth_window`` (exp(g·W)),
+    ``final_move`` (‖c_last − c_last−1‖ / the largest such move, NaN where not judged),
+    ``period``, ``amplitude``, ``cycles``.
     """
     th = {**DEFAULTS, **(thresholds or {})}
     R, T = distance.shape
@@ -89,11 +102,13 @@ def diagnose(
         growth_window = np.exp(slope * W)
         period, amplitude, cycles = oscillation(steps, coords, window)
 
+        final_move = _final_move(coords, n_valid) if complete and coords.shape[2] else np.full(R, np.nan)
         converged_tol = d_final <= th["converge_tol"] * d0
         label = np.full(R, "drifting", dtype=object)
         label[cycles >= th["min_cycles"]] = "cycling"
+        label[final_move <= th["converge_tol"]] = "spurious"
         label[growth_window <= 1.0 / th["growth_factor"]] = "converged"
-        label[growth_window >= th["growth_factor"]] = "diverged"
+        label[(growth_window >= th["growth_factor"]) & (d_final > d0)] = "diverged"
         label[converged_tol] = "converged"
         label[stopped] = "diverged"
 
@@ -103,10 +118,22 @@ def diagnose(
         "final_distance": d_final,
         "growth_rate": slope,
         "growth_window": growth_window,
+        "final_move": final_move,
         "period": period,
         "amplitude": amplitude,
         "cycles": cycles,
     }
+
+
+def _final_move(coords: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
+    """[R]: the last move between records, ‖c_last − c_last−1‖, over the largest move of the run
+    (NaN for a run of fewer than two records or one that never moved)."""
+    R, T = coords.shape[:2]
+    moves = np.sqrt((np.diff(coords, axis=1) ** 2).sum(-1))                   # [R, T − 1]
+    valid = np.arange(T - 1)[None, :] < (n_valid - 1)[:, None]
+    largest = np.where(valid, moves, -np.inf).max(1, initial=-np.inf)
+    last = moves[np.arange(R), np.clip(n_valid - 2, 0, max(T - 2, 0))] if T > 1 else np.full(R, np.nan)
+    return np.where((n_valid >= 2) & (largest > 0), last / largest, np.nan)
 
 
 def late_window(n_valid: np.ndarray, late_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +169,8 @@ def lyapunov_columns(lyap: tuple[np.ndarray, np.ndarray] | None, dynamics: np.nd
     - ``lyapunov``: the spectrum λ₁ ≥ … ≥ λ_p as JSON text where p > 1 (small games), else None;
     - ``lyapunov_dynamics``: what λ₁ says (converged, diverged or neutral; None where NaN);
     - ``lyapunov_agrees``: the label is consistent with the exponent: its region (neutral for
-      cycling and drifting) meets λ₁ ± 2 standard errors. NA where there is no exponent. Like
+      cycling and drifting; converged or neutral for spurious, whose rest point may lie on a set of
+      them, as LOLA's line on tandem) meets λ₁ ± 2 standard errors. NA where there is no exponent. Like
       ``stability_agrees``, a disagreement is a run to look at (a transient not yet over, a label
       near its threshold), not necessarily an error.
     """
@@ -160,8 +188,9 @@ def lyapunov_columns(lyap: tuple[np.ndarray, np.ndarray] | None, dynamics: np.nd
         said = np.where(lam1 <= -tau, "converged",
                         np.where(lam1 >= tau, "diverged", "neutral")).astype(object)
         lo, hi = lam1 - 2 * se1, lam1 + 2 * se1
-        agrees = np.select([dynamics == "converged", dynamics == "diverged"],
-                           [lo <= -tau, hi >= tau], (hi > -band) & (lo < band))
+        agrees = np.select([dynamics == "converged", dynamics == "diverged",
+                            dynamics == "spurious"],
+                           [lo <= -tau, hi >= tau, lo < band], (hi > -band) & (lo < band))
     known = ~np.isnan(lam1)
     said[~known] = None
     if period is not None:   # a cycle's exponent is evidence over two periods at least

@@ -102,6 +102,12 @@ class Recorder:
         self.stop_reason = np.full(self.keep, None, dtype=object)
         self.blowup = blowup
 
+    @property
+    def complete(self) -> bool:
+        """The coordinates recorded are every parameter of every player (no player is summarised
+        by its tensors' norms)."""
+        return all(self._small.values())
+
     def columns(self, params: Params) -> dict[str, torch.Tensor]:
         """Every recorded variable at ``params``, each [R, k] (k coordinates) or [R]: pure tensor
         code (no bookkeeping), so that :mod:`gamedyn.fuse` can compile it with the steps."""
@@ -201,7 +207,7 @@ class Recorder:
         the records around it on a run axis of ``STORE_EVERY · R`` runs — the same game on copies of
         the runs, so the same values (:mod:`gamedyn.runaxis`): a toy game's eager step with a record
         costs about a third of what it did. Returns whether it defers."""
-        if self.tile is not None and all(self._small.values()) and self.values is not None:
+        if self.tile is not None and self.complete and self.values is not None:
             self.flush()  # the rows held so far: the buffer holds points from now on
             self._tiled = Recorder(self.tile(STORE_EVERY), STORE_EVERY * self.n_runs, 0, 1, self.blowup)
             self._leaves = [(pl, k, shape) for pl, named in self.game.shapes().items()

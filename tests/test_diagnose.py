@@ -60,6 +60,38 @@ def test_monotone_slow_motion_is_drifting():
     assert label(d, d)["dynamics"][0] == "drifting"
 
 
+def test_coming_to_rest_away_from_the_equilibrium_is_spurious():
+    """A damped spiral c_t = c* + 0.99ᵗ(cos t, sin t) into a point c* = (3, 0) at distance 3 from
+    the equilibrium (the origin): the distance does not fall (rules 2 and 4), the last move is
+    0.99^999 ≈ 4·10⁻⁵ of the first (the largest), below converge_tol: spurious, though the
+    coordinates cross their mean often (cycling, before rule 5). The same spiral round the
+    origin converges; with ``complete=False`` (coordinates that are tensor norms) or a looser
+    tolerance it is not judged at rest."""
+    k = np.arange(1000)
+    spiral = 0.99 ** k * np.stack([np.cos(k), np.sin(k)])
+    rest = (spiral + np.array([[3.0], [0.0]])).T
+    out = label(np.hypot(*rest.T), rest)
+    assert out["dynamics"][0] == "spurious"
+    assert out["final_move"][0] == pytest.approx(0.99 ** 998, rel=1e-6)
+    assert label(np.hypot(*spiral), spiral.T)["dynamics"][0] == "converged"
+    d, c = np.hypot(*rest.T)[None], rest[None]
+    args = (np.arange(1000), d, c, np.full(1, 1000), np.zeros(1, bool))
+    assert diagnose(*args, complete=False)["dynamics"][0] == "cycling"
+    assert diagnose(*args, {"converge_tol": 1e-5})["dynamics"][0] == "cycling"
+
+
+def test_growth_from_far_below_the_start_is_not_divergence():
+    """The signal fell from 1 to 10⁻³·⁵ and then grows geometrically, 10× over the late window, but
+    ends below where it started: drifting, not diverged (the field norm of a policy still
+    saturating). Ending above the start, the same growth is divergence."""
+    k = np.arange(1000)
+    d = np.where(k < 500, 10 ** (-3.5 * k / 500), 10 ** (-3.5 + (k - 500) / 500))
+    coords = np.stack([np.log1p(k), np.sin(k / 50)], -1)      # moving: not at rest
+    assert label(d, coords)["dynamics"][0] == "drifting"
+    assert label(d * 10 ** 3, coords)["dynamics"][0] == "drifting"
+    assert label(np.r_[d[:1], d[1:] * 10 ** 4], coords)["dynamics"][0] == "diverged"
+
+
 def test_stopped_run_is_diverged():
     d = np.ones(50)
     out = label(d, d, stopped=np.array([True]))

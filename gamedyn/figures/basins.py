@@ -26,14 +26,16 @@ def start_columns(runs: pd.DataFrame) -> list[str]:
 
 def palette(ids: list[str]) -> dict[str, object]:
     """A colour per attractor id: equilibria from tab10 (then tab20), cycles from Set2 (hatched
-    in the legend by their kind's name), diverged near black, drifting light grey."""
+    in the legend by their kind's name), spurious rest points from Dark2, diverged near black,
+    drifting light grey."""
     from matplotlib import colormaps
 
     eqs = [a for a in ids if a.startswith("eq:")]
-    cycles = [a for a in ids if a.startswith("cycle:")]
     eq_map = colormaps["tab10" if len(eqs) <= 10 else "tab20"]
     out: dict[str, object] = {a: eq_map(i % eq_map.N) for i, a in enumerate(eqs)}
-    out.update({a: colormaps["Set2"](i % 8) for i, a in enumerate(cycles)})
+    for prefix, name in (("cycle:", "Set2"), ("fixed:", "Dark2")):
+        out.update({a: colormaps[name](i % 8)
+                    for i, a in enumerate(a for a in ids if a.startswith(prefix))})
     out.update({a: OTHER.get(a, "white") for a in ids if a not in out})
     return out
 
@@ -42,9 +44,10 @@ def palette(ids: list[str]) -> dict[str, object]:
 def basins(results: Results, path: str | Path) -> Path:
     """One panel per configuration (the configuration columns that vary, seeds and starts aside):
     every start of the study's grid (an image) or Sobol sample (dots), coloured by the attractor its
-    run ended on (:mod:`gamedyn.basins`), equilibria found marked by a star in their colour where
-    the panel's axes are their coordinates. The legend names each attractor with its point (for an
-    equilibrium) or radius range (for a cycle); each panel's title gives the basin fractions."""
+    run ended on (:mod:`gamedyn.basins`), equilibria found marked by a star in their colour (a
+    spurious rest point by a cross) where the panel's axes are their coordinates. The legend names
+    each attractor with its point (for an equilibrium) or radius range (for a cycle); each panel's
+    title gives the basin fractions."""
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -90,14 +93,15 @@ def basins(results: Results, path: str | Path) -> Path:
         else:
             ax.scatter(x, y, c=c, cmap=cmap, vmin=-0.5, vmax=len(ids) - 0.5, s=6, lw=0)
         for a in sorted(set(sub["attractor"].dropna())):
-            if not a.startswith("eq:") or names is None:
+            if not a.startswith(("eq:", "fixed:")) or names is None:
                 continue
             pts = sub.loc[sub["attractor"] == a, "attractor_point"].dropna()
             p = np.mean([json.loads(t) for t in pts], 0)
             if all(w in names for w in where):
                 px = p[names.index(where[0])]
                 py = p[names.index(where[-1])] if len(where) > 1 else 0.0
-                ax.plot(px, py, "*", ms=11, color=colours[a], mec="black", mew=0.7, zorder=5)
+                ax.plot(px, py, "*" if a.startswith("eq:") else "X", ms=11, color=colours[a],
+                        mec="black", mew=0.7, zorder=5)
         key = key if isinstance(key, tuple) else (key,)
         share = sub["attractor"].fillna("none").value_counts(normalize=True)
         top = sorted(((f, a) for a, f in share.items()), key=lambda t: (-t[0], t[1]))[:4]
@@ -135,10 +139,11 @@ def _coordinate_names(results: Results) -> list[str] | None:
 def _legend(a: str, runs: pd.DataFrame) -> str:
     """An attractor's legend entry: its id, kind and where it is."""
     sel = runs["attractor"] == a
-    if a.startswith("eq:"):
+    if a.startswith(("eq:", "fixed:")):
         p = np.round(np.mean([json.loads(t) for t in runs.loc[sel, "attractor_point"].dropna()],
                              0), 9) + 0.0
-        return f"{a} converged ({', '.join(f'{v:.2g}' for v in p)})"
+        kind = "converged" if a.startswith("eq:") else "spurious"
+        return f"{a} {kind} ({', '.join(f'{v:.2g}' for v in p)})"
     if a.startswith("cycle:"):
         lo, hi = runs.loc[sel, "attractor_radius_lo"].mean(), runs.loc[sel, "attractor_radius_hi"].mean()
         return f"{a} cycling (radius {lo:.2g}–{hi:.2g})"

@@ -10,7 +10,8 @@ from ..results import Results
 from .base import FIGURES, pyplot
 from .phase_plane import hue_column
 
-COLOURS = {"converged": "#4c9f70", "cycling": "#e0b84c", "drifting": "#b9b9b9", "diverged": "#c8553d"}
+COLOURS = {"converged": "#4c9f70", "cycling": "#e0b84c", "drifting": "#b9b9b9", "diverged": "#c8553d",
+           "spurious": "#8a6fb3"}
 FACETS = ("game_label", "regularizer_label", "optimizer.momentum", "optimizer.gen.momentum")
 
 
@@ -54,7 +55,8 @@ def convergence_map(results: Results, path: str | Path) -> Path:
     for ax in list(axes.flat)[len(groups):]:
         ax.set_visible(False)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c, label=k) for k, c in COLOURS.items()]
-    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8,
+               frameon=False)
     fig.suptitle(f"{results.study['name']}: outcome and observed factor per step", fontsize=10)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
