@@ -96,8 +96,13 @@ KEYS = {
     "trajectory_dtype": "float64 (the default) or float32: the trajectories table's values",
     "record": "a list of variable groups (params, losses, grad_norms, distance, metrics) and "
               "recorded variables' names, kept in the trajectories table (default: all)",
+    "parts": "a list of mappings, each of some of the keys game, rules, regularizer, optimizer, "
+             "init, seeds, steps, record_every: one study of several setups, each part the study's "
+             "keys with its own in their place",
 }
 REQUIRED = ("name", "game", "rules", "optimizer", "steps")
+#: The keys a part of a study (``parts:``) may set; the others hold for the whole study.
+PART_KEYS = ("game", "rules", "regularizer", "optimizer", "init", "seeds", "steps", "record_every")
 #: The runs table's configuration columns, as :func:`make_study` builds them: these names, and every
 #: column named by a prefix below (a component's parameters, the optimizers', the initialisation's).
 CONFIG_COLUMNS = ("study", "game", "rule", "regularizer", "seed", "game_label", "rule_label",
@@ -184,19 +189,19 @@ def make_study(spec: Any, source: str | None = None) -> Study:
     for key in spec:
         if key not in KEYS:
             raise StudyError(str(key), f"unknown key; accepted: {', '.join(KEYS)}")
+    parts = _parts(spec)
     for key in REQUIRED:
-        if key not in spec:
-            raise StudyError(key, f"missing required key: expected {KEYS[key]}")
+        for part, where in parts:
+            if key not in part:
+                raise StudyError(key, f"missing required key{where and f' (in {where})'}: "
+                                      f"expected {KEYS[key]}")
     name = spec["name"]
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name) \
             or name.startswith("."):
         raise StudyError("name", f"{name!r} is not accepted: expected {KEYS['name']}")
-    steps = _int(spec, "steps", None)
-    record_every = _int(spec, "record_every", 10)
     max_batch = _int(spec, "max_batch", 4096)
     memory_budget = memory.parse_budget(spec.get("memory_budget", memory.DEFAULT_BUDGET))
     dtype = _float_type(spec, "dtype")
-    seeds = _seeds(spec.get("seeds", 1))
     diagnose.validate_thresholds(spec.get("diagnose", {}))
     expect.validate(spec.get("expect", []))
     # keys that are part of a run's config (and id) only where the study gives them
@@ -220,10 +225,70 @@ def make_study(spec: Any, source: str | None = None) -> Study:
 
     for i, fig in enumerate(figures):
         FIGURES.get(fig, f"figures[{i}]")
+    points, named, resolved_parts = [], {}, []
+    for i, (part, where) in enumerate(parts):
+        try:
+            found, part_named, seeds, record_every = _part_runs(part, name, source, dtype, given)
+        except StudyError as e:
+            if not where:
+                raise
+            if e.key.split(".")[0].split("[")[0] in spec["parts"][i]:  # the part's own key
+                raise e.within(prefix=where) from None
+            raise StudyError(e.key, f"{e.message} (in {where})") from None
+        points += found
+        named.update(part_named)
+        resolved_parts.append({**part, "seeds": seeds, "record_every": record_every})
+    plugins += tuple(dict.fromkeys(  # a game's own module files travel as plugins do
+        f for config, _ in points for f in GAMES.get(config["game"]["name"]).plugin_files(
+            config["game"]) if f not in plugins))
+    uniform = uniform_columns([portable(columns, named)[0] for _, columns in points])
+    # ids (and the study's hash) see the files a game names as written, relative to the study file,
+    # and their contents: never where the checkout lies (portable, resumable from another clone)
+    runs = [Run(_run_id(config, named), config, columns, plugins)
+            for (config, _), columns in zip(points, uniform)]
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise StudyError("", "the study lists the same run twice (duplicate alternatives or seeds)")
+    if "parts" in spec:
+        resolved = {**spec, "parts": [{k: v for k, v in r.items() if k in PART_KEYS}
+                                      for r in resolved_parts]}
+    else:
+        resolved = {**spec, "seeds": resolved_parts[0]["seeds"],
+                    "record_every": resolved_parts[0]["record_every"]}
+    resolved.update(dtype=dtype, max_batch=max_batch, memory_budget=memory_budget)
+    return Study(name, resolved, source, runs)
+
+
+def _parts(spec: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """The study's parts: (the study's keys with the part's in their place, where it is given),
+    or the study itself (where "") when it has no ``parts:``."""
+    if "parts" not in spec:
+        return [(spec, "")]
+    given = spec["parts"]
+    if not isinstance(given, list) or not given:
+        raise StudyError("parts", f"{given!r} is not accepted: expected {KEYS['parts']}")
+    out = []
+    for i, part in enumerate(given):
+        if not isinstance(part, dict):
+            raise StudyError(f"parts[{i}]", f"{part!r} is not accepted: expected a mapping of "
+                                            f"some of {', '.join(PART_KEYS)}")
+        for key in part:
+            if key not in PART_KEYS:
+                raise StudyError(f"parts[{i}].{key}", f"not a key a part may set; accepted: "
+                                                      f"{', '.join(PART_KEYS)}")
+        out.append(({**{k: v for k, v in spec.items() if k != "parts"}, **part}, f"parts[{i}]"))
+    return out
+
+
+def _part_runs(spec: dict[str, Any], name: str, source: str | None, dtype: str,
+               given: dict[str, Any]) -> tuple[list, dict, list[int], int]:
+    """The runs of one part of a study (``spec``: the study's keys, with the part's): each run's
+    (config, columns), the files its games name, and its resolved seeds and record_every."""
+    steps = _int(spec, "steps", None)
+    record_every = _int(spec, "record_every", 10)
+    seeds = _seeds(spec.get("seeds", 1))
     with study_dir(Path(source).parent if source else None) as named:  # files a game names: relative
         games = _alternatives(GAMES, spec["game"], "game", allow_single=True)
-    plugins += tuple(dict.fromkeys(  # a game's own module files travel as plugins do
-        f for gcfg, _ in games for f in GAMES.get(gcfg["name"]).plugin_files(gcfg) if f not in plugins))
     regularizers = _alternatives(REGULARIZERS, spec.get("regularizer", "none"), "regularizer",
                                  allow_single=True)
     rule_keys: dict[int, str] = {}
@@ -272,17 +337,7 @@ def make_study(spec: Any, source: str | None = None) -> Study:
             **gcols, **rcols, **regcols, **ocols, **icols, **common,
         }
         points.append((config, columns))
-    uniform = uniform_columns([portable(columns, named)[0] for _, columns in points])
-    # ids (and the study's hash) see the files a game names as written, relative to the study file,
-    # and their contents: never where the checkout lies (portable, resumable from another clone)
-    runs = [Run(_run_id(config, named), config, columns, plugins)
-            for (config, _), columns in zip(points, uniform)]
-    ids = [r.run_id for r in runs]
-    if len(set(ids)) != len(ids):
-        raise StudyError("", "the study lists the same run twice (duplicate alternatives or seeds)")
-    resolved = {**spec, "seeds": seeds, "record_every": record_every, "dtype": dtype,
-                "max_batch": max_batch, "memory_budget": memory_budget}
-    return Study(name, resolved, source, runs)
+    return points, named, seeds, record_every
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -20,7 +20,10 @@ from gamedyn.results import TIMING_COLUMNS
 SPEC = {"name": "small", "game": ["bilinear", {"name": "dirac", "loss": ["gan", "wgan"]}],
         "rules": ["simultaneous", {"name": "alternating", "disc_steps": [1, 3]}],
         "optimizer": {"name": "sgd", "lr": [0.1, 0.2]}, "init": {"dist": "normal", "scale": 1.0},
-        "seeds": 2, "steps": 40, "record_every": 2, "max_batch": 3}
+        "seeds": 2, "steps": 40, "record_every": 2, "max_batch": 3,
+        # a second part: a game whose players are p1 and p2, under rules that name them or not
+        "parts": [{}, {"game": "tandem", "rules": [{"name": "lola", "alpha": [0.05, 0.1]},
+                                                  {"name": "alternating", "first": "p1"}]}]}
 TIMING = list(TIMING_COLUMNS)  # the documented timing columns
 
 

@@ -46,6 +46,16 @@ def error(**changes):
     ({"game": {"name": "gan1d", "discriminator": "optimal"}, "regularizer": {"name": "r1"}}, "regularizer",
      ["acts on the discriminator"]),
     ({"regularizer": {"name": "dropout"}}, "regularizer.name", ["'dropout'", "r1"]),
+    ({"parts": []}, "parts", ["[]", "a list of mappings"]),
+    ({"parts": [{"game": "tandem"}, "ipd"]}, "parts[1]", ["'ipd'", "a mapping", "steps"]),
+    ({"parts": [{"game": "ipd", "name": "x"}]}, "parts[0].name", ["not a key a part may set",
+                                                                  "record_every"]),
+    ({"parts": [{"steps": 5}, {"optimizer": {"lr": -1}}]}, "parts[1].optimizer.lr",
+     ["-1", "> 0"]),
+    ({"init": {"gen": {"theta": 0.5}}, "parts": [{"steps": 5}, {"game": "tandem"}]}, "init.gen",
+     ["unknown key", "p1", "(in parts[1])"]),
+    ({"steps": None, "parts": [{"steps": 5}, {"game": "ipd"}]}, "steps",
+     ["missing required key (in parts[1])"]),
 ])
 def test_each_error_names_its_key_value_and_what_is_accepted(changes, key, words):
     e = error(**changes)
@@ -133,3 +143,26 @@ def test_uniform_column_keeps_one_kind_and_turns_mixed_kinds_into_text():
     assert uniform_column(["gan", None, "wgan"]) == ["gan", None, "wgan"]
     assert uniform_column([True, False]) == [True, False]
     assert uniform_column(["gan", 0.5, True, None]) == ["gan", "0.5", "true", None]
+
+
+def test_a_study_of_parts_is_the_union_of_its_parts_as_studies():
+    """``parts:``: each part is the study with the part's keys in their place; its runs are those
+    of the separate studies (same ids: the name is not part of a run's configuration), each with
+    its own steps, step size and starts, and the resolved spec makes the same study again."""
+    common = {"rules": ["simultaneous", {"name": "lola", "alpha": 0.1}], "seeds": 2}
+    one = {"game": "tandem", "optimizer": {"name": "sgd", "lr": 0.1},
+           "init": {"dist": "normal", "scale": 0.1}, "steps": 50}
+    two = {"game": "ipd", "optimizer": {"name": "sgd", "lr": 1.0}, "steps": 30, "seeds": 3,
+           "record_every": 5}
+    whole = make_study({"name": "both", **common, "parts": [one, two]})
+    apart = [make_study({"name": f"s{i}", **common, **p}) for i, p in enumerate((one, two))]
+    assert [r.run_id for r in whole.runs] == [r.run_id for s in apart for r in s.runs]
+    assert len(whole.runs) == 2 * 2 + 2 * 3
+    assert {r.columns["game"]: r.config["steps"] for r in whole.runs} == {"tandem": 50, "ipd": 30}
+    assert {r.columns["record_every"] for r in whole.runs} == {10, 5}
+    assert [len(b) for b in whole.batches()] == [2, 2, 3, 3]
+    again = make_study(whole.spec)
+    assert [r.run_id for r in again.runs] == [r.run_id for r in whole.runs]
+    assert again.hash == whole.hash
+    with pytest.raises(StudyError, match="same run twice"):
+        make_study({"name": "twice", **common, "parts": [one, one]})
