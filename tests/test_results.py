@@ -114,6 +114,11 @@ def test_cli_list_names_every_component_with_defaults(cli):
     for name in names:
         assert f"  {name}:" in out.stdout, name
     assert "disc_steps = 1" in out.stdout and "lr = 0.1" in out.stdout
+    # each game's players, the names its study files use
+    assert "  tandem: " in out.stdout and "      players: p1 (x), p2 (y)\n" in out.stdout
+    assert "      players: gen, disc\n" in out.stdout and "      players: p1, p2\n" in out.stdout
+    assert "  lola: " in out.stdout and "lookahead = True" in out.stdout
+    assert "  market_with_min: " in out.stdout and "sigma = 0.01" in out.stdout
 
 
 def test_python_dash_m_gamedyn_is_the_gamedyn_command(tmp_path):

@@ -39,6 +39,18 @@ class Game(Component):
     #: a stochastic game draws its samples from ``self.rng`` so that each run's noise is its own.
     rng: Streams | None = None
 
+    @classmethod
+    def describe(cls) -> str:
+        """:meth:`Component.describe` with the players' names (what a study file's per-player
+        entries use) on the second line."""
+        first, *rest = super().describe().splitlines()
+        return "\n".join([first, f"      players: {cls.roster()}", *rest])
+
+    @classmethod
+    def roster(cls) -> str:
+        """The players, as ``gamedyn list`` shows them."""
+        return ", ".join(cls.players)
+
     def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
         """Each player's parameters and their per-run shapes (without the run axis)."""
         raise NotImplementedError
