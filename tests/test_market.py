@@ -62,7 +62,7 @@ def test_the_origin_is_the_only_critical_point_in_the_box():
         n = 31 if box > 1 else 21
         for a in np.linspace(-box, box, n):
             for b in np.linspace(-box, box, n):
-                r = scipy.optimize.root(lambda z: hand_field(z[0], z[1], name), [a, b], tol=1e-14)
+                r = scipy.optimize.root(lambda z, g=name: hand_field(z[0], z[1], g), [a, b], tol=1e-14)
                 if r.success and np.abs(hand_field(*r.x, name)).max() < 1e-10:
                     roots.add(tuple(np.round(r.x, 6) + 0.0))
         assert roots == {(0.0, 0.0)}, (name, box, roots)
