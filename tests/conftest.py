@@ -37,6 +37,15 @@ def explode_on(rule: str, message: str = "no {rule} today"):
     return exploding
 
 
+@pytest.fixture(autouse=True)
+def cache(tmp_path_factory, monkeypatch) -> Path:
+    """gamedyn's cache (the data's classifiers) in a folder of this test session, never the
+    user's ~/.cache; inherited by subprocesses."""
+    folder = tmp_path_factory.getbasetemp() / "gamedyn-cache"
+    monkeypatch.setenv("GAMEDYN_CACHE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def pool(monkeypatch):
     """Worker processes even for a study small enough to run in the main process

@@ -115,6 +115,7 @@ def test_a_run_alone_equals_it_in_a_batch_of_8(rule):
         a = alone.sort_values(["step", "variable"]).reset_index(drop=True)
         m = mine.sort_values(["step", "variable"]).reset_index(drop=True)
         assert len(a) == len(m) > 0
+        assert {"fit.frechet", "fit.frechet_pixels", "fit.class_kl"} <= set(a["variable"].astype(str))
         np.testing.assert_array_equal(a["variable"].astype(str), m["variable"].astype(str))
         np.testing.assert_array_equal(a["value"], m["value"])
     finals = together[(together["step"] == 6) & (together["variable"] == "norm.gen.net.0.weight")]
@@ -425,6 +426,30 @@ def test_class_metrics_are_sklearns_predictions_counted_by_hand():
         conf = (clf.model.predict_proba(runs[r]).max(1) >= 0.8).mean()
         np.testing.assert_allclose(m["confident"][r].item(), conf)
     assert m["classes_covered"][1] == 1 and m["class_kl"][1] > 2.0
+
+
+def test_two_class_data_are_classified_as_scikit_learn_does(tmp_path):
+    """With two classes scikit-learn keeps one row of weights (class 1's logit); the game's class
+    metrics count each sample's class as ``predict`` does (they counted everything as class 0)."""
+    from gamedyn import data, fit
+
+    d = data.digits()
+    keep = np.isin(d.y, [0, 1])
+    np.savez(tmp_path / "two.npz", x=d.x[keep], y=d.y[keep])
+    cls = GAMES.get("module_gan")
+    game = cls.build([cls.resolve({**TINY, "data": {"file": str(tmp_path / "two.npz")}}, "game")],
+                     torch.float64)
+    clf = fit.classifier(d.x[keep], d.y[keep])
+    x = d.x[keep].reshape(int(keep.sum()), -1)
+    runs = np.stack([x[d.y[keep] == 0][:30], x[d.y[keep] == 1][:30], x[:30]])
+    m = fit.class_metrics(torch.as_tensor(runs), **game.classifier, hold_fraction=0.25,
+                          confidence=0.8)
+    for r in range(3):
+        hist = np.bincount(clf.model.predict(runs[r]), minlength=2) / 30
+        np.testing.assert_allclose(m["hist"][r].numpy(), hist)
+        conf = (clf.model.predict_proba(runs[r]).max(1) >= 0.8).mean()
+        np.testing.assert_allclose(m["confident"][r].item(), conf)
+    assert m["hist"][0, 0] > 0.9 and m["hist"][1, 1] > 0.9
 
 
 def test_digits_runs_record_class_metrics_and_get_fit_and_collapse_labels(tmp_path):

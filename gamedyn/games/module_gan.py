@@ -58,12 +58,18 @@ class ModuleGan(SampleGame):
     run, from a stream of their own, the same at every record): ``D.real``, ``D.fake`` (the mean
     D = σ(a) on data and samples; for wgan, hinge and relativistic the mean output a) and
     ``fit.energy``, the energy distance between generated and data samples in data space (pixels
-    for images; Székely & Rizzo 2013). With labelled data, the class metrics of
-    :func:`gamedyn.fit.class_metrics` under the data's classifier (:func:`gamedyn.fit.classifier`):
-    ``fit.classes_covered``, ``fit.class_kl``, ``fit.confident`` and the class histogram
-    ``fit.mass[k]``, from which :meth:`diagnose_fit` decides ``fit`` and ``dynamics``; the thresholds
-    (:data:`gamedyn.fit.THRESHOLD_PARAMS`, ``class_confidence``) are parameters. Without labels
-    ``fit`` is n/a.
+    for images; Székely & Rizzo 2013), and ``fit.frechet_pixels``, the squared Fréchet distance
+    ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^{1/2}) between Gaussians fitted to the flattened generated
+    and data samples (Dowson & Landau 1982; :func:`gamedyn.fit.frechet_distance`). With labelled
+    data, the class metrics of :func:`gamedyn.fit.class_metrics` under the data's classifier
+    (:func:`gamedyn.fit.classifier`, fitted once and cached on disk): ``fit.classes_covered``,
+    ``fit.class_kl``, ``fit.confident`` and the class histogram ``fit.mass[k]``, from which
+    :meth:`diagnose_fit` decides ``fit`` and ``dynamics``; and ``fit.frechet``, the same distance
+    on the 64 hidden ReLU features of a one-hidden-layer network trained on the labels
+    (:func:`gamedyn.fit.class_features`) — FID's construction (Heusel et al. 2017, arXiv
+    1706.08500) on a small feature space of the data's own: not Inception-FID, not comparable to
+    published FIDs. The thresholds (:data:`gamedyn.fit.THRESHOLD_PARAMS`, ``class_confidence``) are
+    parameters. Without labels ``fit`` is n/a. All are computed for every run at once.
 
     With ``save_players`` (default), each run's final weights are kept in the runs table (column
     ``players``) and :meth:`gamedyn.results.Results.players` gives them back as modules of the
@@ -126,7 +132,10 @@ class ModuleGan(SampleGame):
 
     def _classifier(self) -> dict[str, Tensor] | None:
         """The evaluator of labelled data (:func:`gamedyn.fit.classifier`) as tensors W, b, p; None
-        without labels."""
+        without labels. Sets ``features`` (the feature network's W₁, b₁, or None) and the held-out
+        accuracies ``classifier_accuracy``, ``feature_accuracy`` (NaN without labels)."""
+        self.features: dict[str, Tensor] | None = None
+        self.classifier_accuracy = self.feature_accuracy = float("nan")
         if self.dataset.y is None:
             return None
         try:
@@ -138,8 +147,13 @@ class ModuleGan(SampleGame):
             raise StudyError("game.data", f"{self.dataset.name}: no classifier for its labels y: {e}"
                              ) from None
         as_t = lambda a: torch.as_tensor(a, dtype=self.dtype, device=self.device)  # noqa: E731
-        self.classifier_accuracy = clf.accuracy
-        return {"coef": as_t(clf.coef), "intercept": as_t(clf.intercept), "prior": as_t(clf.prior)}
+        self.classifier_accuracy, self.feature_accuracy = clf.accuracy, clf.feature_accuracy
+        self.features = {"hidden_weight": as_t(clf.hidden_weight), "hidden_bias": as_t(clf.hidden_bias)}
+        coef, intercept = clf.coef, clf.intercept
+        if len(coef) == 1:  # two classes: scikit-learn keeps class 1's row; softmax of (0, wx + b)
+            coef = np.concatenate([np.zeros_like(coef), coef])
+            intercept = np.concatenate([np.zeros_like(intercept), intercept])
+        return {"coef": as_t(coef), "intercept": as_t(intercept), "prior": as_t(clf.prior)}
 
     def _check_outputs(self) -> tuple[int, ...]:
         """The generator's per-sample output shape (the data's, or its flattening), after checking
@@ -222,7 +236,11 @@ class ModuleGan(SampleGame):
             rng = Streams(keys, EVAL_STREAM, self.device)
             z = self.latents(rng, self.eval_samples)
             x = self.sampler.sample(rng, self.eval_samples)
-            self._eval = {cache_key: {"z": z, "data": x, "data_dd": fit.mean_distance(x, x)}}
+            ev = {"z": z, "data": x, "data_dd": fit.mean_distance(x, x),
+                  "data_pixels": fit.frechet_reference(x)}   # the data's Gaussian, once
+            if self.features is not None:
+                ev["data_features"] = fit.frechet_reference(fit.class_features(x, **self.features))
+            self._eval = {cache_key: ev}
         return self._eval[cache_key]
 
     def metrics(self, params: Params) -> dict[str, Tensor]:
@@ -232,7 +250,11 @@ class ModuleGan(SampleGame):
             ar, af = self.disc_logit(params, ev["data"]), self.disc_logit(params, x)
             to_d = costs.sigmoid if self.loss in _LOGIT_LOSSES else (lambda a: a)
             out = {"D.real": to_d(ar).mean(1), "D.fake": to_d(af).mean(1),
-                   "fit.energy": fit.energy_distance(x, ev["data"], ev["data_dd"])}
+                   "fit.energy": fit.energy_distance(x, ev["data"], ev["data_dd"]),
+                   "fit.frechet_pixels": fit.frechet_distance(x, ref=ev["data_pixels"])}
+            if self.features is not None:
+                out["fit.frechet"] = fit.frechet_distance(fit.class_features(x, **self.features),
+                                                          ref=ev["data_features"])
             if self.classifier is not None:
                 m = fit.class_metrics(x, **self.classifier, hold_fraction=self.hold_fraction,
                                       confidence=self.class_confidence)
@@ -242,9 +264,12 @@ class ModuleGan(SampleGame):
 
     def diagnose_fit(self, steps: np.ndarray, series: dict[str, np.ndarray], n_valid: np.ndarray
                      ) -> dict[str, np.ndarray]:
-        """Evidence: the last record's ``energy`` (data-space energy distance) and the
-        discriminator's mean outputs ``disc_real`` / ``disc_fake``. With labelled data also the last
-        record's ``classes_covered``, ``class_kl``, ``confident``; ``fit`` is
+        """Evidence: the last record's ``energy`` (data-space energy distance), ``frechet_pixels``
+        and the discriminator's mean outputs ``disc_real`` / ``disc_fake``. With labelled data also
+        the last record's ``frechet`` (on the feature network's features), ``classes_covered``,
+        ``class_kl``, ``confident``, and the evaluators' held-out accuracies, the same in every run
+        of the data: ``classifier_accuracy`` (the class metrics' logistic regression) and
+        ``feature_accuracy`` (the feature network's); ``fit`` is
         :func:`gamedyn.fit.fit_labels` with classes as modes (covered classes for captured modes,
         ``confident`` for the high-quality share, ``class_kl`` for the KL; κ = class_kl / log C),
         ``mode_collapse`` (bool) whether it says so, and ``dynamics`` the sample-based label of
@@ -253,6 +278,11 @@ class ModuleGan(SampleGame):
         out = {"energy": fit.last_valid(series["fit.energy"], n_valid),
                "disc_real": fit.last_valid(series["D.real"], n_valid),
                "disc_fake": fit.last_valid(series["D.fake"], n_valid)}
+        out.update({k: fit.last_valid(series[f"fit.{k}"], n_valid) for k in ("frechet_pixels", "frechet")
+                    if f"fit.{k}" in series})
+        if self.classifier is not None:
+            out.update(classifier_accuracy=np.full(len(n_valid), self.classifier_accuracy),
+                       feature_accuracy=np.full(len(n_valid), self.feature_accuracy))
         if "fit.class_kl" not in series:
             return {"fit": np.full(len(n_valid), "n/a", dtype=object), **out}
         th = {k: getattr(self, k) for k in fit.THRESHOLD_PARAMS}
