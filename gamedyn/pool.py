@@ -38,7 +38,19 @@ def executor(workers: int) -> Any:
         workers = _started
     else:
         wait(_warming)
-    return get_reusable_executor(max_workers=workers, timeout=IDLE_TIMEOUT)
+    return get_reusable_executor(max_workers=workers, timeout=IDLE_TIMEOUT,
+                                 initializer=_no_leak_restarts)
+
+
+def _no_leak_restarts() -> None:
+    """In a worker, at its start: no restart for growing memory. loky restarts a worker whose
+    resident size grew by 300 MB since its first task (the import, here), with a warning to the
+    user that a worker stopped; a worker that steps a batch of up to ``memory_budget`` MiB and
+    keeps torch's allocator pages and kernels grows by more, by design, and a restart only costs
+    another import. Memory per batch is gamedyn's own budget (:mod:`gamedyn.memory`)."""
+    from joblib.externals.loky import process_executor
+
+    process_executor._MAX_MEMORY_LEAK_SIZE = 1 << 62
 
 
 def warm() -> int:

@@ -64,3 +64,30 @@ def test_the_command_and_its_worker_share_a_small_study_with_the_same_tables(tmp
     pd.testing.assert_frame_equal(one.runs.drop(columns=timing), two.runs.drop(columns=timing))
     pd.testing.assert_frame_equal(one.trajectories, two.trajectories)
     pool.stop()
+
+
+_KEPT: list[bytearray] = []
+
+
+def _grow_and_wait(megabytes: int) -> int:
+    """In a worker: keep ``megabytes`` MB alive (as torch's allocator keeps a batch's pages), wait
+    past loky's memory check interval, and return the worker's pid."""
+    import os
+    import time
+
+    _KEPT.append(bytearray(megabytes << 20))
+    for i in range(0, len(_KEPT[-1]), 4096):   # touch every page: resident, not just reserved
+        _KEPT[-1][i] = 1
+    time.sleep(1.2)
+    return os.getpid()
+
+
+def test_a_worker_that_keeps_its_memory_is_not_restarted():
+    """loky restarts a worker whose memory grew by 300 MB (with a warning to the user); gamedyn's
+    workers keep up to a batch's budget by design, so the pool keeps them."""
+    from gamedyn import pool
+
+    ex = pool.executor(1)
+    pids = [ex.submit(_grow_and_wait, mb).result() for mb in (1, 400, 1, 1)]
+    pool.stop()
+    assert len(set(pids)) == 1, pids
