@@ -28,6 +28,14 @@ coordinate). What it says:
   locally stable point the cosine crosses zero with the norm at a minimum; rotation shows as a
   cosine near 0 along the whole path (the field turns around the line instead of along it).
 
+**Neural players.** The dense H costs one Jacobian-vector product per parameter, hopeless for
+networks (tens of thousands of parameters per run). :func:`top_eigenvalues` gives the k eigenvalues
+of largest modulus matrix-free instead, by thick-restarted Arnoldi (:mod:`gamedyn.arnoldi`) on the
+operator v ↦ Hv of :func:`field_operator` (one product for all runs per Krylov step, some tens to
+hundreds of products in all), and :func:`field_decomposition` the split along the field from Hξ and
+Hᵀξ alone. :func:`at` switches to them with ``k``, or by itself above
+:data:`gamedyn.stability.DENSE_MAX` parameters per run.
+
 :func:`along` computes these at chosen record steps of a finished study, from its recorded
 coordinates (small players record every parameter, :mod:`gamedyn.record`): post hoc, so training is
 untouched and a study pays nothing unless asked. The update map is linearised there with the state
@@ -37,21 +45,33 @@ for stateless rules with plain SGD, and the training state itself at fixed point
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from . import tree
+from . import arnoldi, tree
 from .games.base import Game, Params
 from .optim.base import Optimizer
 from .regularizers.base import Regularizer
 from .rules.base import Rule
 from .rules.context import Context
-from .stability import StepMap, field_jacobian
+from .stability import (
+    DENSE_MAX,
+    StepMap,
+    _analysis_rng,
+    field_jacobian,
+    flatten_like,
+    flatten_state,
+    unflatten_state,
+)
 
 Tensor = torch.Tensor
+#: How many eigenvalues :func:`at` gives by Arnoldi where it chooses to itself (more than
+#: :data:`gamedyn.stability.DENSE_MAX` parameters per run and no ``k``).
+TOP_K = 6
 #: The path-angle's default α: from −0.1 to 1.1 (Berard et al. 2020).
 ALPHAS = np.linspace(-0.1, 1.1, 49)
 
@@ -62,11 +82,15 @@ def eigenvalues(J: Tensor) -> Tensor:
     part (so conjugate pairs are adjacent, +Im first); NaN for a run whose matrix is not finite."""
     ok = torch.isfinite(J).all(-1).all(-1)
     safe = torch.where(ok[:, None, None], J, torch.zeros_like(J))
-    lam = torch.linalg.eigvals(safe)
+    lam = _sorted(torch.linalg.eigvals(safe))
+    return torch.where(ok[:, None], lam, torch.full_like(lam, complex(np.nan, np.nan)))
+
+
+def _sorted(lam: Tensor) -> Tensor:
+    """Eigenvalues ``[R, n]`` sorted per run as :func:`eigenvalues` sorts them."""
     re, im = lam.real.numpy(), lam.imag.numpy()
     order = np.lexsort((-np.round(im, 12), -np.round(re, 12)), axis=-1)
-    lam = torch.as_tensor(np.take_along_axis(lam.numpy(), order, -1))
-    return torch.where(ok[:, None], lam, torch.full_like(lam, complex(np.nan, np.nan)))
+    return torch.as_tensor(np.take_along_axis(lam.numpy(), order, -1))
 
 
 def summary(lam: Tensor) -> dict[str, np.ndarray]:
@@ -103,13 +127,106 @@ def field(game: Game, params: Params, regularizer: Regularizer | None = None) ->
         return tree.ravel(tree.detach(ctx.grad(params)))
 
 
+def field_operator(game: Game, params: Params, regularizer: Regularizer | None = None,
+                   reuse_graph: bool = True) -> tuple[Callable[[Tensor], Tensor], int]:
+    """The game Jacobian H = ∂ξ/∂z at ``params`` as a batched matvec ``[R, m]`` → ``[R, m]`` (row r
+    through run r's H, coordinates as :func:`gamedyn.stability.field_jacobian` orders them), with m.
+
+    A stochastic game draws its samples from the analysis stream
+    :data:`gamedyn.stability.RNG_STREAM`, the same for every product, so that every product is of
+    the matrix ``field_jacobian`` builds column by column. With ``reuse_graph=False`` each call is
+    one :meth:`Context.field_jvp` for all runs (a forward pass, a reverse pass with its graph, and a
+    reverse pass through that). By default the first two are done once: Hᵀu at a dummy u = 0
+    (:meth:`Context.field_vjp`, differentiable), and each call is the one reverse pass
+    Hv = ∂⟨Hᵀu, v⟩/∂u, the same double-backward trick as ``field_jvp``'s with its graph kept
+    (as :meth:`gamedyn.stability.StepMap.jvp` keeps it), several times cheaper per product."""
+    R = tree.n_runs(params)
+    ctx = Context(game, {}, regularizer=regularizer)
+    _, layout = flatten_state(params, R)
+    if not reuse_graph:
+        def matvec(V: Tensor) -> Tensor:
+            with torch.enable_grad(), game.using(_analysis_rng(game)):
+                out = ctx.field_jvp(params, unflatten_state(V, layout))
+            return flatten_like(out, layout).detach()
+
+        return matvec, layout.n
+    with torch.enable_grad(), game.using(_analysis_rng(game)):
+        u = tree.zeros_like(params, requires_grad=True)
+        jt_u = ctx.with_graph().field_vjp(params, u)
+
+    def matvec_kept(V: Tensor) -> Tensor:
+        with torch.enable_grad(), game.using(_analysis_rng(game)):
+            out = tree.grad(tree.vdot(jt_u, unflatten_state(V, layout)).sum(), u,
+                            retain_graph=True)
+        return flatten_like(out, layout).detach()
+
+    return matvec_kept, layout.n
+
+
+def top_eigenvalues(game: Game, params: Params, k: int = TOP_K,
+                    regularizer: Regularizer | None = None, krylov: int | None = None,
+                    tol: float | None = None, max_restarts: int = 300,
+                    reuse_graph: bool = True) -> arnoldi.ArnoldiResult:
+    """The ``k`` eigenvalues of largest modulus of the game Jacobian H = ∂ξ/∂z at ``params``, per
+    run, matrix-free: thick-restarted Arnoldi (:func:`gamedyn.arnoldi.eigs`, whose ``krylov``,
+    ``tol`` and ``max_restarts`` these are) on :func:`field_operator` (with its ``reuse_graph``),
+    one Jacobian-vector product for all R runs per Krylov step, never the m × m matrix. The
+    result's ``values`` ``[R, k]`` are sorted by decreasing modulus; ``residuals`` and
+    ``converged`` say how far each run got."""
+    matvec, m = field_operator(game, params, regularizer, reuse_graph)
+    x = tree.first(params)
+    return arnoldi.eigs(matvec, tree.n_runs(params), m, k, krylov=krylov, tol=tol,
+                        max_restarts=max_restarts, dtype=x.dtype, device=x.device)
+
+
+def field_decomposition(game: Game, params: Params, xi: Tensor,
+                        regularizer: Regularizer | None = None) -> dict[str, np.ndarray]:
+    """:func:`decomposition`'s columns that need H only along the field ξ ``[R, m]``, matrix-free:
+    Hξ (one Jacobian-vector product) and Hᵀξ (one vector-Jacobian product, as consensus
+    optimisation and SGA compute it) give Sξ = (Hξ + Hᵀξ)/2 and Aξ = (Hξ − Hᵀξ)/2, hence
+    ``xi_S_xi``, ``S_xi_norm``, ``A_xi_norm``. The Frobenius norms need all of H: ``S_norm``,
+    ``A_norm`` and ``A_share`` are NaN."""
+    R = tree.n_runs(params)
+    ctx = Context(game, {}, regularizer=regularizer)
+    _, layout = flatten_state(params, R)
+    v = unflatten_state(xi.to(tree.first(params)), layout)
+    with torch.enable_grad(), game.using(_analysis_rng(game)):
+        h_xi = flatten_like(ctx.field_jvp(params, v), layout).detach()
+    with torch.enable_grad(), game.using(_analysis_rng(game)):
+        ht_xi = flatten_like(ctx.field_vjp(params, v), layout).detach()
+    xi, Sxi, Axi = xi.cpu(), ((h_xi + ht_xi) / 2).cpu(), ((h_xi - ht_xi) / 2).cpu()
+    nan = np.full(R, np.nan)
+    return {"S_norm": nan, "A_norm": nan.copy(), "A_share": nan.copy(),
+            "xi_S_xi": (xi * Sxi).sum(-1).numpy(), "S_xi_norm": Sxi.norm(dim=-1).numpy(),
+            "A_xi_norm": Axi.norm(dim=-1).numpy()}
+
+
 def at(game: Game, params: Params, *, rule: Rule | None = None,
        optimizers: dict[str, Optimizer] | None = None,
-       regularizer: Regularizer | None = None) -> dict[str, Any]:
+       regularizer: Regularizer | None = None, k: int | None = None,
+       dense_max: int = DENSE_MAX, krylov: int | None = None) -> dict[str, Any]:
     """Everything of the module docstring at ``params`` (R runs): ``eig`` the game Jacobian's
     eigenvalues ``[R, m]``, its :func:`summary` and :func:`decomposition` columns, and with a
     ``rule`` and its ``optimizers`` ``map_eig`` the update map's eigenvalues ``[R, n]`` and
-    ``map_radius`` = max |μ| (with the state ``rule.init`` gives at ``params``)."""
+    ``map_radius`` = max |μ| (with the state ``rule.init`` gives at ``params``).
+
+    **Top k, matrix-free.** With ``k``, or where the runs have more than ``dense_max``
+    parameters each (then k = :data:`TOP_K`), no Jacobian is built: ``eig`` holds the k
+    eigenvalues of largest modulus ``[R, k]`` (:func:`top_eigenvalues`, Arnoldi with Krylov
+    dimension ``krylov``), sorted as :func:`eigenvalues` sorts them, and :func:`summary` is of
+    those k (``re_max`` and the rotation index are then over the leading eigenvalues by modulus,
+    not over the whole spectrum); ``eig_residual`` [R] is their largest relative Arnoldi residual
+    (NaN for a run whose products are not finite). The split is :func:`field_decomposition`'s:
+    ``xi_S_xi``, ``S_xi_norm`` and ``A_xi_norm`` from one Jacobian-vector and one
+    vector-Jacobian product, ``S_norm``, ``A_norm`` and ``A_share`` NaN; for a stochastic game ξ
+    is then evaluated on the analysis stream's samples, those of H (the dense path evaluates ξ on
+    the game's current stream). With a ``rule``,
+    ``map_eig`` is likewise the update map's top k by modulus (Arnoldi on
+    :meth:`gamedyn.stability.StepMap.jvp`) and ``map_radius`` the largest of their moduli. k is
+    capped at the dimension. Otherwise everything is computed from the dense Jacobians."""
+    m = flatten_state(params, tree.n_runs(params))[1].n
+    if m > 0 and (k is not None or m > dense_max):
+        return _at_top(game, params, rule, optimizers, regularizer, min(k or TOP_K, m), krylov)
     H = field_jacobian(game, regularizer=regularizer, params=params)
     lam = eigenvalues(H)
     out: dict[str, Any] = {"eig": lam, **summary(lam),
@@ -119,6 +236,30 @@ def at(game: Game, params: Params, *, rule: Rule | None = None,
         mu = eigenvalues(step.jacobian())
         out["map_eig"] = mu
         out["map_radius"] = mu.abs().numpy().max(-1)
+    return out
+
+
+def _at_top(game: Game, params: Params, rule: Rule | None,
+            optimizers: dict[str, Optimizer] | None, regularizer: Regularizer | None, k: int,
+            krylov: int | None) -> dict[str, Any]:
+    """:func:`at`'s matrix-free mode (see there)."""
+    top = top_eigenvalues(game, params, k, regularizer, krylov=krylov)
+    lam = _sorted(top.values)
+    with game.using(_analysis_rng(game)):     # ξ of the samples H is of
+        xi = field(game, params, regularizer)
+    out: dict[str, Any] = {"eig": lam, **summary(lam),
+                           **field_decomposition(game, params, xi, regularizer),
+                           "eig_residual": top.residuals.max(-1).values.numpy()}
+    if rule is not None:
+        step = StepMap(game, rule, optimizers or {}, regularizer=regularizer, params=params)
+        if step.n == 0:
+            out["map_eig"] = torch.zeros(step.n_runs, 0, dtype=torch.complex128)
+            out["map_radius"] = np.zeros(step.n_runs)
+        else:
+            res = arnoldi.eigs(step.jvp, step.n_runs, step.n, min(k, step.n), krylov=krylov,
+                               dtype=step.x0.dtype, device=step.x0.device)
+            out["map_eig"] = _sorted(res.values)
+            out["map_radius"] = res.values.abs().numpy().max(-1)
     return out
 
 
