@@ -145,6 +145,8 @@ def _legend(a: str, runs: pd.DataFrame) -> str:
         kind = "converged" if a.startswith("eq:") else "spurious"
         return f"{a} {kind} ({', '.join(f'{v:.2g}' for v in p)})"
     if a.startswith("cycle:"):
-        lo, hi = runs.loc[sel, "attractor_radius_lo"].mean(), runs.loc[sel, "attractor_radius_hi"].mean()
+        # the span over its runs: one cycle's range, or a family's (a centre's nested orbits, which
+        # the clustering chains into one id)
+        lo, hi = runs.loc[sel, "attractor_radius_lo"].min(), runs.loc[sel, "attractor_radius_hi"].max()
         return f"{a} cycling (radius {lo:.2g}–{hi:.2g})"
     return a
