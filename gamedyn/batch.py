@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import basins, diagnose, fuse, lyapunov, plugins, runaxis, stability
+from . import basins, diagnose, fuse, lyapunov, plugins, runaxis, spectra, stability
 from .games import GAMES
 from .init import initial_params
 from .optim import OPTIMIZERS
@@ -121,6 +121,8 @@ def _run_batch(runs: list[Run], thresholds: dict[str, float] | None, device: str
                                   regularizer=regularizer)
     result = _collect(runs, recorder, state["counts"], th, wall, recorder.steps[i], predicted, stepper,
                       None if lyap is None else (*(a[:len(runs)] for a in lyap), lyap_cfg["steps"]))
+    result.runs = result.runs.assign(**spectra.run_columns(  # from the end, as the exponents
+        game, rule, optimizers, params, state, cfg.get("spectra"), len(runs), regularizer=regularizer))
     result.runs = result.runs.assign(**game.final_columns(params, len(runs)))  # e.g. final weights
     return result
 

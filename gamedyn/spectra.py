@@ -41,10 +41,20 @@ coordinates (small players record every parameter, :mod:`gamedyn.record`): post 
 untouched and a study pays nothing unless asked. The update map is linearised there with the state
 ``rule.init`` gives at those parameters (zero momentum, the field at that point as history): exact
 for stateless rules with plain SGD, and the training state itself at fixed points.
+
+**In the runs table** (a study's ``spectra:`` key, :func:`validate`): players whose parameters are
+not all recorded (networks) cannot be reached post hoc, so a batch computes :func:`at` itself, in
+the worker, at each run's *final* state, all runs of the batch at once (:func:`run_columns`, as the
+Lyapunov exponents are computed from the end, :mod:`gamedyn.lyapunov`): the summary and split
+columns, the eigenvalues as JSON text, and with ``update_map: true`` the update map's at the run's
+own final rule and optimizer state. Everything is drawn from the analysis stream
+:data:`gamedyn.stability.RNG_STREAM`, so training is the same bit for bit with and without the key.
 """
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +63,7 @@ import pandas as pd
 import torch
 
 from . import arnoldi, tree
+from .errors import StudyError
 from .games.base import Game, Params
 from .optim.base import Optimizer
 from .regularizers.base import Regularizer
@@ -65,6 +76,7 @@ from .stability import (
     field_jacobian,
     flatten_like,
     flatten_state,
+    linearisable,
     unflatten_state,
 )
 
@@ -74,6 +86,12 @@ Tensor = torch.Tensor
 TOP_K = 6
 #: The path-angle's default α: from −0.1 to 1.1 (Berard et al. 2020).
 ALPHAS = np.linspace(-0.1, 1.1, 49)
+#: A study's ``spectra: on``: ``k`` None (every eigenvalue, dense, up to
+#: :data:`gamedyn.stability.DENSE_MAX` parameters per run; above, the top :data:`TOP_K` by
+#: Arnoldi), no update map.
+DEFAULTS: dict[str, Any] = {"k": None, "update_map": False}
+ACCEPTED = ("'off' (the default), 'on', or a mapping {k: an integer >= 1 (the top k eigenvalues "
+            "by Arnoldi), update_map: true or false}")
 
 
 def eigenvalues(J: Tensor) -> Tensor:
@@ -204,11 +222,13 @@ def field_decomposition(game: Game, params: Params, xi: Tensor,
 def at(game: Game, params: Params, *, rule: Rule | None = None,
        optimizers: dict[str, Optimizer] | None = None,
        regularizer: Regularizer | None = None, k: int | None = None,
-       dense_max: int = DENSE_MAX, krylov: int | None = None) -> dict[str, Any]:
+       dense_max: int = DENSE_MAX, krylov: int | None = None, state: Any = None
+       ) -> dict[str, Any]:
     """Everything of the module docstring at ``params`` (R runs): ``eig`` the game Jacobian's
     eigenvalues ``[R, m]``, its :func:`summary` and :func:`decomposition` columns, and with a
     ``rule`` and its ``optimizers`` ``map_eig`` the update map's eigenvalues ``[R, n]`` and
-    ``map_radius`` = max |μ| (with the state ``rule.init`` gives at ``params``).
+    ``map_radius`` = max |μ| (with the rule ``state`` given, else the one ``rule.init`` gives at
+    ``params``).
 
     **Top k, matrix-free.** With ``k``, or where the runs have more than ``dense_max``
     parameters each (then k = :data:`TOP_K`), no Jacobian is built: ``eig`` holds the k
@@ -226,13 +246,15 @@ def at(game: Game, params: Params, *, rule: Rule | None = None,
     capped at the dimension. Otherwise everything is computed from the dense Jacobians."""
     m = flatten_state(params, tree.n_runs(params))[1].n
     if m > 0 and (k is not None or m > dense_max):
-        return _at_top(game, params, rule, optimizers, regularizer, min(k or TOP_K, m), krylov)
+        return _at_top(game, params, rule, optimizers, regularizer, min(k or TOP_K, m), krylov,
+                       state)
     H = field_jacobian(game, regularizer=regularizer, params=params)
     lam = eigenvalues(H)
     out: dict[str, Any] = {"eig": lam, **summary(lam),
                            **decomposition(H, field(game, params, regularizer))}
     if rule is not None:
-        step = StepMap(game, rule, optimizers or {}, regularizer=regularizer, params=params)
+        step = StepMap(game, rule, optimizers or {}, regularizer=regularizer, params=params,
+                       state=state)
         mu = eigenvalues(step.jacobian())
         out["map_eig"] = mu
         out["map_radius"] = mu.abs().numpy().max(-1)
@@ -241,7 +263,7 @@ def at(game: Game, params: Params, *, rule: Rule | None = None,
 
 def _at_top(game: Game, params: Params, rule: Rule | None,
             optimizers: dict[str, Optimizer] | None, regularizer: Regularizer | None, k: int,
-            krylov: int | None) -> dict[str, Any]:
+            krylov: int | None, state: Any = None) -> dict[str, Any]:
     """:func:`at`'s matrix-free mode (see there)."""
     top = top_eigenvalues(game, params, k, regularizer, krylov=krylov)
     lam = _sorted(top.values)
@@ -251,7 +273,8 @@ def _at_top(game: Game, params: Params, rule: Rule | None,
                            **field_decomposition(game, params, xi, regularizer),
                            "eig_residual": top.residuals.max(-1).values.numpy()}
     if rule is not None:
-        step = StepMap(game, rule, optimizers or {}, regularizer=regularizer, params=params)
+        step = StepMap(game, rule, optimizers or {}, regularizer=regularizer, params=params,
+                       state=state)
         if step.n == 0:
             out["map_eig"] = torch.zeros(step.n_runs, 0, dtype=torch.complex128)
             out["map_radius"] = np.zeros(step.n_runs)
@@ -261,6 +284,136 @@ def _at_top(game: Game, params: Params, rule: Rule | None,
             out["map_eig"] = _sorted(res.values)
             out["map_radius"] = res.values.abs().numpy().max(-1)
     return out
+
+
+# --- a study's ``spectra:`` key: columns of the runs table ------------------------------------
+
+#: :func:`run_columns`' columns, in order; with ``update_map`` also :data:`MAP_COLUMNS`.
+COLUMNS = ("eig_re_max", "eig_im_max", "rotation_index", "S_norm", "A_norm", "A_share", "xi_S_xi",
+           "S_xi_norm", "A_xi_norm", "eig_residual", "eig")
+MAP_COLUMNS = ("map_radius", "map_eig")
+_SPLIT = ("S_norm", "A_norm", "A_share", "xi_S_xi", "S_xi_norm", "A_xi_norm")
+
+
+def validate(given: Any, key: str = "spectra") -> dict[str, Any] | None:
+    """A study's ``spectra:`` value checked: None for ``off`` (nothing computed, and nothing in the
+    runs' configs), :data:`DEFAULTS` for ``on``, or the mapping ``{k, update_map}`` with the defaults
+    filled in. YAML reads the bare words ``on`` and ``off`` as true and false: both are accepted.
+    Anything else is a one-line :class:`StudyError` naming the key, the value and what is
+    accepted."""
+    if given is False or (isinstance(given, str) and given == "off"):
+        return None
+    if given is True or (isinstance(given, str) and given == "on"):
+        return dict(DEFAULTS)
+    if not isinstance(given, dict):
+        raise StudyError(key, f"{given!r} is not accepted: expected {ACCEPTED}")
+    out = dict(DEFAULTS)
+    for name, value in given.items():
+        if name == "k":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise StudyError(f"{key}.k", f"{value!r} is not accepted: expected an integer >= 1 "
+                                             f"(the top k eigenvalues by Arnoldi)")
+        elif name == "update_map":
+            if not isinstance(value, bool):
+                raise StudyError(f"{key}.update_map",
+                                 f"{value!r} is not accepted: expected true or false")
+        else:
+            raise StudyError(f"{key}.{name}", f"unknown key; accepted: {', '.join(DEFAULTS)}")
+        out[name] = value
+    return out
+
+
+def run_columns(game: Game, rule: Rule, optimizers: dict[str, Optimizer], params: Params,
+                state: Any, setting: dict[str, Any] | None, n_runs: int, *,
+                regularizer: Regularizer | None = None) -> dict[str, Any]:
+    """The runs-table columns of a study's ``spectra:`` key (``setting``, :func:`validate`'s; None:
+    none) for the first ``n_runs`` runs of a batch, from its runs' final ``params`` and rule
+    ``state`` (the whole padded run axis at once: a run's columns do not depend on its batch).
+
+    :func:`at` at z_T, the final parameters, with ``k`` = the setting's (None: dense up to
+    :data:`gamedyn.stability.DENSE_MAX` parameters per run, else the top :data:`TOP_K` by Arnoldi).
+    Columns [n_runs]:
+
+    - ``eig_re_max`` = max Re λ, ``eig_im_max`` = max |Im λ|, ``rotation_index`` =
+      max |Im λ / Re λ| of the game Jacobian H = ∂ξ/∂z (:func:`summary`; over the k leading
+      eigenvalues by modulus where Arnoldi is used);
+    - ``S_norm`` = ‖S‖_F, ``A_norm`` = ‖A‖_F, ``A_share`` = ‖A‖²/‖H‖² (NaN with Arnoldi, which
+      never forms H), ``xi_S_xi`` = ⟨ξ, Sξ⟩, ``S_xi_norm`` = ‖Sξ‖, ``A_xi_norm`` = ‖Aξ‖, with
+      S = (H + Hᵀ)/2, A = (H − Hᵀ)/2 (:func:`decomposition`, :func:`field_decomposition`);
+    - ``eig_residual``: the largest relative Arnoldi residual of those k values (NaN where dense:
+      exact);
+    - ``eig``: JSON text ``[[re, im], …]`` of at most k eigenvalues (k = the setting's, else
+      :data:`TOP_K`: those of largest modulus where more were computed), sorted as
+      :func:`eigenvalues` sorts them;
+    - with ``update_map: true``, ``map_radius`` = max |μ| and ``map_eig`` (JSON, likewise) of the
+      update map F′ at the run's own final state (parameters, rule and optimizer state: the map
+      the run was iterating); NaN/None where an optimizer is not ``linearisable`` (Adam, RMSProp;
+      as :func:`gamedyn.lyapunov.run_exponents`).
+
+    A stochastic game draws every sample of this analysis from the analysis stream
+    :data:`gamedyn.stability.RNG_STREAM`, never the training stream (nor the recorder's): training
+    is the same bit for bit with and without the key. A run whose final state is not finite gets
+    NaN (None for JSON), computed at a finite batch-mate's state in its place so that nothing
+    non-finite enters the batched products; a failure of the analysis warns and gives NaN for all:
+    it never takes the batch down."""
+    if setting is None:
+        return {}
+    R = tree.n_runs(params)
+    keep = setting["k"] or TOP_K
+    with_map = bool(setting["update_map"])
+    out = _nan_columns(R, with_map)
+    try:
+        full, ok = _finite({"params": params, "state": state}, R)
+        if ok.any():
+            use_map = with_map and all(linearisable(o) for o in optimizers.values())
+            with game.using(_analysis_rng(game)):   # ξ's samples too (the dense path's)
+                res = at(game, full["params"], rule=rule if use_map else None,
+                         optimizers=optimizers, regularizer=regularizer, k=setting["k"],
+                         state=full["state"])
+            out.update(eig_re_max=res["re_max"], eig_im_max=res["im_max"],
+                       rotation_index=res["rotation_index"], **{c: res[c] for c in _SPLIT},
+                       eig=_json(res["eig"], keep))
+            if "eig_residual" in res:
+                out["eig_residual"] = res["eig_residual"]
+            if use_map:
+                out.update(map_radius=res["map_radius"], map_eig=_json(res["map_eig"], keep))
+            for c, v in out.items():   # the non-finite runs' stand-in values dropped
+                v = np.array(v, dtype=object if c.endswith("eig") else float)
+                v[~ok] = None if c.endswith("eig") else np.nan
+                out[c] = v
+    except Exception as e:  # analysis must not take a study down
+        warnings.warn(f"spectra failed: {type(e).__name__}: {e}", RuntimeWarning, stacklevel=2)
+        out = _nan_columns(R, with_map)
+    return {c: v[:n_runs] for c, v in out.items()}
+
+
+def _nan_columns(R: int, with_map: bool) -> dict[str, np.ndarray]:
+    """:func:`run_columns`' columns, all NaN (None for the JSON ones)."""
+    return {c: np.full(R, None, dtype=object) if c.endswith("eig") else np.full(R, np.nan)
+            for c in COLUMNS + (MAP_COLUMNS if with_map else ())}
+
+
+def _finite(full: Any, R: int) -> tuple[Any, np.ndarray]:
+    """A copy of the state ``full`` (``{"params", "state"}``) whose runs with a non-finite state
+    coordinate hold the state of the first finite run instead, and which runs were finite [R]."""
+    x, layout = flatten_state(full, R)
+    ok = torch.isfinite(x).all(1) if layout.n else torch.ones(R, dtype=torch.bool)
+    if ok.any() and not ok.all():
+        x = torch.where(ok[:, None], x, x[int(ok.nonzero()[0, 0])])
+        full = unflatten_state(x, layout)
+    return (tree.map(lambda t: t.detach().clone() if isinstance(t, Tensor) else t, full),
+            ok.cpu().numpy())
+
+
+def _json(lam: Tensor, keep: int) -> np.ndarray:
+    """Each run's eigenvalues ``lam`` ``[R, n]`` as JSON text ``[[re, im], …]``: the ``keep`` of
+    largest modulus (all where n ≤ ``keep``) in their given order; None where one is not finite."""
+    a = lam.cpu().numpy()
+    if a.shape[1] > keep:
+        sel = np.sort(np.argsort(-np.abs(a), axis=1, kind="stable")[:, :keep], axis=1)
+        a = np.take_along_axis(a, sel, 1)
+    return np.array([json.dumps([[float(v.real), float(v.imag)] for v in row])
+                     if np.isfinite(row).all() else None for row in a], dtype=object)
 
 
 def path_angle(game: Game, start: Params, end: Params, alphas: np.ndarray = ALPHAS,

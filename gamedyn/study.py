@@ -34,6 +34,11 @@ Keys::
     record: [params, distance]          # variables kept in the trajectories table (default: all):
                                         # params, losses, grad_norms, distance, metrics, or names
     trajectory_dtype: float32           # the trajectories table's values (default: float64)
+    spectra: {k: 6, update_map: true}   # or on / off (default): each run's final spectra as
+                                        # runs columns (gamedyn.spectra.run_columns)
+    parts:                              # several setups in one study: each part is the study with
+      - {game: tandem, steps: 500}      # some of game, rules, regularizer, optimizer, init, seeds,
+      - {game: ipd, steps: 300}         # steps, record_every in place of its own
 
 Players are named as the game names them (:mod:`gamedyn.players`): ``gen``/``disc`` above for GAN
 games, the game's own names otherwise (``optimizer: {p1: {lr: 0.2}}``, ``init: {p1: {x: 1.0}}``,
@@ -55,7 +60,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from . import diagnose, expect, lyapunov, memory
+from . import diagnose, expect, lyapunov, memory, spectra
 from .component import Component, Registry
 from .errors import StudyError
 from .games import GAMES
@@ -93,6 +98,7 @@ KEYS = {
     "max_batch": "an integer >= 1",
     "memory_budget": memory.ACCEPTED,
     "lyapunov": lyapunov.ACCEPTED,
+    "spectra": spectra.ACCEPTED,
     "trajectory_dtype": "float64 (the default) or float32: the trajectories table's values",
     "record": "a list of variable groups (params, losses, grad_norms, distance, metrics) and "
               "recorded variables' names, kept in the trajectories table (default: all)",
@@ -208,6 +214,8 @@ def make_study(spec: Any, source: str | None = None) -> Study:
     given: dict[str, Any] = {}
     if "lyapunov" in spec:
         given["lyapunov"] = lyapunov.validate(spec["lyapunov"])
+    if "spectra" in spec and (setting := spectra.validate(spec["spectra"])) is not None:
+        given["spectra"] = setting   # off: nothing in the runs' configs (ids unchanged)
     if "record" in spec:
         record = spec["record"]
         if not (isinstance(record, list) and record and all(isinstance(v, str) for v in record)):
