@@ -139,9 +139,12 @@ def decomposition(H: Tensor, xi: Tensor) -> dict[str, np.ndarray]:
 
 def field(game: Game, params: Params, regularizer: Regularizer | None = None) -> Tensor:
     """The simultaneous field ξ at ``params``, flattened per run ``[R, m]`` (gen's coordinates,
-    then disc's, as :func:`gamedyn.stability.field_jacobian` orders them)."""
+    then disc's, as :func:`gamedyn.stability.field_jacobian` orders them). A stochastic game draws
+    its samples from a fresh analysis stream, the ones H is built on: every call at any point sees
+    the same samples (common random numbers along :func:`path_angle`'s line), and the training
+    stream is not touched."""
     ctx = Context(game, {}, regularizer=regularizer)
-    with torch.enable_grad():
+    with torch.enable_grad(), game.using(_analysis_rng(game)):
         return tree.ravel(tree.detach(ctx.grad(params)))
 
 

@@ -117,3 +117,30 @@ def test_along_reads_the_recorded_trajectory(tmp_path):
     np.testing.assert_allclose(merged["A_norm"], 0, atol=1e-14)
     # the update map of SGD on a potential game: I − ηH, eigenvalues 1 − η·diag
     np.testing.assert_allclose(merged["map_radius"], np.abs(1 - 0.1 * d).max(1), atol=1e-12)
+
+
+def test_the_path_angle_of_networks_runs_from_their_initial_to_their_final_weights(tmp_path):
+    """module_gan records its players' tensor norms only: the path-angle's ends are the initial
+    weights, rebuilt from each run's seed, and the final weights it keeps. Their norms are the
+    recorded ``norm.*`` at the first and the last step; the figure draws."""
+    from gamedyn.figures.spectra import _checkpoints
+    from gamedyn.results import load
+
+    from .test_module_gan import spec
+
+    study = make_study({**spec(), "seeds": 2, "dtype": "float64", "figures": ["path_angle"]})
+    res = run_study(study, out=tmp_path, progress=False)
+    game, *_ = spectra._components([r.config for r in study.runs], study.runs[0].plugins)
+    start, end = _checkpoints(res, game, study.runs)
+    t = res.trajectories
+    for pick, point in ((0, start), (study.runs[0].config["steps"], end)):
+        at = t[t["step"] == pick]
+        for p, named in point.items():
+            for n, v in named.items():
+                got = v.flatten(1).norm(dim=1).numpy()
+                want = at[at["variable"] == f"norm.{p}.{n}"].set_index("run_id")["value"]
+                np.testing.assert_allclose(got, want.reindex([r.run_id for r in study.runs]),
+                                           rtol=1e-12)
+    from gamedyn.figures import FIGURES
+
+    assert FIGURES.get("path_angle")(load(res.path), tmp_path / "pa.png").exists()

@@ -74,12 +74,13 @@ def spectra_figure(results: Results, path: str | Path) -> Path:
 @FIGURES.register("path_angle")
 def path_angle_figure(results: Results, path: str | Path) -> Path:
     """The path-angle of Berard et al. 2020 per configuration: on the line from each run's first
-    recorded point (α = 0) to its last (α = 1), α ∈ [−0.1, 1.1], the cosine between the joint field
-    and the line (top) and ‖ξ‖² (bottom, log scale), for up to :data:`MAX_RUNS` runs
-    (:func:`gamedyn.spectra.path_angle`, the game evaluated at each α for all the runs at once)."""
-    import torch
-
-    from .. import spectra, tree
+    point (α = 0) to its last (α = 1), α ∈ [−0.1, 1.1], the cosine between the joint field and the
+    line (top) and ‖ξ‖² (bottom, log scale), for up to :data:`MAX_RUNS` runs
+    (:func:`gamedyn.spectra.path_angle`, the game evaluated at each α for all the runs at once).
+    The points are the recorded coordinates (small players), or, for networks whose final weights
+    a game keeps (``module_gan``'s ``players``), the initial weights (rebuilt from each run's seed
+    and ``init`` as its batch built them) and the final ones."""
+    from .. import spectra
     from ..study import make_study
 
     plt = pyplot()
@@ -91,21 +92,7 @@ def path_angle_figure(results: Results, path: str | Path) -> Path:
     for j, (title, ids) in enumerate(panels):
         ids = shown(ids, MAX_RUNS)
         game, *_ = spectra._components([by_id[r].config for r in ids], by_id[ids[0]].plugins)
-        shapes = game.shapes()
-        names = [(p, n, s) for p, named in shapes.items() for n, s in named.items()]
-        coords = [c for p, n, s in names for c in spectra._coord_names(p, n, s)]
-        w = results.trajectories_for(ids, variables=coords).dropna()
-        w = w.pivot_table(index=["run_id", "step"], columns="variable", values="value",
-                          observed=True).reset_index()
-        w["run_id"] = w["run_id"].astype(str)
-        ends = []
-        for pick in ("first", "last"):
-            rows = w.groupby("run_id", sort=False).agg(pick).reindex(ids)
-            flat = torch.tensor(rows[coords].to_numpy(float), dtype=game.dtype)
-            blocks = tree.split(flat, [s for *_, s in names])
-            ends.append({p: {n: b.contiguous() for (q, n, _), b in zip(names, blocks) if q == p}
-                         for p in shapes})
-        res = spectra.path_angle(game, *ends)
+        res = spectra.path_angle(game, *_checkpoints(results, game, [by_id[r] for r in ids]))
         for r in range(len(ids)):
             axes[0, j].plot(res["alpha"], res["cosine"][r], lw=1, alpha=0.8)
             axes[1, j].semilogy(res["alpha"], res["norm2"][r], lw=1, alpha=0.8)
@@ -125,3 +112,39 @@ def path_angle_figure(results: Results, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _checkpoints(results: Results, game, runs: list) -> tuple[dict, dict]:
+    """The first and last parameters of ``runs`` (study runs, [R, …] per leaf): the recorded
+    coordinates where every parameter is recorded, else the initial parameters and the final
+    weights kept in the runs table's ``players`` (ValueError when neither is there)."""
+    import torch
+
+    from .. import spectra, tree
+    from ..init import initial_params
+
+    ids = [r.run_id for r in runs]
+    shapes = game.shapes()
+    names = [(p, n, s) for p, named in shapes.items() for n, s in named.items()]
+    coords = [c for p, n, s in names for c in spectra._coord_names(p, n, s)]
+    w = results.trajectories_for(ids, variables=coords).dropna()
+    if set(w["variable"].astype(str)) == set(coords):
+        w = w.pivot_table(index=["run_id", "step"], columns="variable", values="value",
+                          observed=True).reset_index()
+        w["run_id"] = w["run_id"].astype(str)
+        ends = []
+        for pick in ("first", "last"):
+            rows = w.groupby("run_id", sort=False).agg(pick).reindex(ids)
+            flat = torch.tensor(rows[coords].to_numpy(float), dtype=game.dtype)
+            blocks = tree.split(flat, [s for *_, s in names])
+            ends.append({p: {n: b.contiguous() for (q, n, _), b in zip(names, blocks) if q == p}
+                         for p in shapes})
+        return ends[0], ends[1]
+    if "players" not in results.runs:
+        raise ValueError("the path-angle needs every parameter recorded (small players) or the "
+                         "final weights kept (module_gan's save_players)")
+    start = initial_params(game, [r.config["init"] for r in runs], [r.config["seed"] for r in runs])
+    finals = [results.players(r) for r in ids]
+    end = {p: {n: torch.stack([dict(f[p].named_parameters())[n].detach().to(game.dtype)
+                               for f in finals]) for n in named} for p, named in shapes.items()}
+    return start, end
