@@ -171,3 +171,21 @@ def test_on_by_default_only_for_small_games_under_cheap_rules():
         True, True, False, False]
     assert lyapunov.setting({"every": 2, "steps": 4}, game, 102.0) == {"every": 2, "steps": 4}
     assert lyapunov.setting("off", game, 1.0) is None
+
+
+def test_the_lyapunov_figure_draws_each_runs_exponent_beside_its_label(tmp_path):
+    """studies/lyapunov.yaml shrunk: the figure is written, and the runs it draws on bilinear
+    simultaneous SGD carry the closed form it draws, ½ log(1 + η²)."""
+    from gamedyn import load_study, run_study
+    from gamedyn.figures import FIGURES
+
+    from .conftest import ROOT
+
+    spec = load_study(ROOT / "studies" / "lyapunov.yaml").spec
+    spec = {**spec, "game": "bilinear", "rules": ["simultaneous", "alternating"], "seeds": 2,
+            "steps": 200, "lyapunov": {"every": 5, "steps": 50}}
+    res = run_study(make_study(spec), out=tmp_path, progress=False)
+    sim = res.runs[res.runs["rule"] == "simultaneous"]
+    np.testing.assert_allclose(sim["lyapunov_1"], 0.5 * np.log1p(sim["optimizer.lr"] ** 2),
+                               rtol=1e-6)
+    assert FIGURES.get("lyapunov")(res, tmp_path / "l.png").stat().st_size > 10_000
