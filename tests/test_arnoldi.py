@@ -14,11 +14,10 @@ from scipy.sparse.linalg import eigs as arpack_eigs
 
 from gamedyn import arnoldi, spectra, stability
 from gamedyn.games import GAMES
-from gamedyn.optim import OPTIMIZERS
 from gamedyn.random import Streams
-from gamedyn.rules import RULES
 
 from .conftest import build
+from .test_spectra import bilinear_with_sgd
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -211,13 +210,7 @@ def test_at_with_k_gives_the_top_k_and_the_split_along_the_field(mog_dense):
 def test_at_with_k_on_the_update_map():
     """Simultaneous SGD on xᵀAy (dim 8): the update map's top eigenvalues by modulus are
     1 ∓ iησ for the largest σ (its state, 32 coordinates, exceeds the Krylov dimension 12)."""
-    game = build(GAMES, "bilinear", [{"dim": 8, "A": "random", "A_seed": 1}] * 2)
-    rule = build(RULES, "simultaneous", [{}] * 2)
-    lr = [0.1, 0.2]
-    opts = {p: build(OPTIMIZERS, "sgd", [{"lr": v} for v in lr]) for p in ("gen", "disc")}
-    g = torch.Generator().manual_seed(0)
-    params = {"gen": {"x": torch.randn(2, 8, generator=g, dtype=DT)},
-              "disc": {"y": torch.randn(2, 8, generator=g, dtype=DT)}}
+    game, rule, opts, params = bilinear_with_sgd(8, 1, [0.1, 0.2])
     dense = spectra.at(game, params, rule=rule, optimizers=opts)
     top = spectra.at(game, params, rule=rule, optimizers=opts, k=4, krylov=12)
     assert top["map_eig"].shape == (2, 4)

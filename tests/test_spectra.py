@@ -37,18 +37,26 @@ def test_potential_game_has_no_hamiltonian_part():
     np.testing.assert_allclose(res["rotation_index"], 0)
 
 
+def bilinear_with_sgd(dim: int, A_seed: int, lr: list[float]):
+    """xᵀAy (random A) under simultaneous SGD, one run per learning rate, at random points: the
+    game, the rule, the optimizers and the parameters."""
+    R = len(lr)
+    game = build(GAMES, "bilinear", [{"dim": dim, "A": "random", "A_seed": A_seed}] * R)
+    rule = build(RULES, "simultaneous", [{}] * R)
+    opts = {p: build(OPTIMIZERS, "sgd", [{"lr": v} for v in lr]) for p in ("gen", "disc")}
+    g = torch.Generator().manual_seed(0)
+    params = {"gen": {"x": torch.randn(R, dim, generator=g, dtype=DT)},
+              "disc": {"y": torch.randn(R, dim, generator=g, dtype=DT)}}
+    return game, rule, opts, params
+
+
 def test_bilinear_game_is_hamiltonian_with_eigenvalues_i_sigma():
     """xᵀAy: H = [[0, A], [−Aᵀ, 0]], S = 0, eigenvalues ±iσ(A); simultaneous SGD's update map
     I − ηH has eigenvalues 1 ∓ iησ."""
-    game = build(GAMES, "bilinear", [{"dim": 2, "A": "random", "A_seed": 3}] * 2)
+    lr = [0.1, 0.3]
+    game, rule, opts, params = bilinear_with_sgd(2, 3, lr)
     A = game.matrix.numpy()
     sigma = np.sort(np.linalg.svd(A, compute_uv=False))
-    rule = build(RULES, "simultaneous", [{}] * 2)
-    lr = [0.1, 0.3]
-    opts = {p: build(OPTIMIZERS, "sgd", [{"lr": v} for v in lr]) for p in ("gen", "disc")}
-    g = torch.Generator().manual_seed(0)
-    params = {"gen": {"x": torch.randn(2, 2, generator=g, dtype=DT)},
-              "disc": {"y": torch.randn(2, 2, generator=g, dtype=DT)}}
     res = spectra.at(game, params, rule=rule, optimizers=opts)
     np.testing.assert_allclose(res["S_norm"], 0, atol=1e-14)
     np.testing.assert_allclose(res["xi_S_xi"], 0, atol=1e-14)
