@@ -19,20 +19,39 @@ constructor's arguments. :class:`BatchedModule` then makes R networks of that cl
   reads only row r of every tensor: the gradient of Σ_r loss_r is each run's own gradient.
 - **Buffers** (registered constants, e.g. a fixed mask) are shared by every run: those of the module
   built under seed 0 (a run's numbers then never depend on its batch-mates).
+- **Dropout from each run's own stream.** An ``nn.Dropout`` layer (p > 0) in training mode does not
+  draw from torch's global generator, which every run would share, so that a run's masks would
+  depend on its batch-mates (under ``vmap``, ``randomness="different"`` still draws from that one
+  generator: torch.func's docs, "Randomness"; ``"error"``, used here, refuses it). gamedyn replaces
+  the layer's forward in its own copy of the module (the user's class is untouched) by
+  ``x · m / (1 − p)``, with run r's mask m_r = [u_r ≥ p] and u = ``streams().fast_uniform(*x.shape)``
+  (:meth:`gamedyn.random.Streams.fast_uniform`: one draw of the game's current stream, the training
+  stream or the recorder's, for all R runs at once, outside the per-run computation, then row r
+  picked inside ``vmap`` by the run's index). So a run's masks are the numbers its own seed gives,
+  P(keep) = 1 − p up to 2⁻³², and a run alone equals the run in a batch bit for bit.
+  ``torch.nn.functional.dropout`` called inside ``forward`` cannot be replaced: under
+  ``vmap(randomness="error")`` it raises when the batch steps. :meth:`BatchedModule.evaluating`
+  puts the networks in eval mode (``module.eval()``: no dropout, no draws), as the games' metrics
+  are computed.
 - **Refused, with a one-line error naming the class and the layer**: normalisation layers that keep
   running statistics (BatchNorm's ``track_running_stats=True``: a buffer written in place in the
   forward pass, which cannot be stepped per run under vmap; functorch#273, #867) — use
-  ``track_running_stats=False`` (batch statistics), ``nn.GroupNorm`` or ``nn.LayerNorm``; dropout
-  with p > 0 (it would draw from torch's global generator, not the run's stream).
+  ``track_running_stats=False`` (batch statistics), ``nn.GroupNorm`` or ``nn.LayerNorm``; the other
+  dropout layers with p > 0 (``Dropout1d/2d/3d``, ``AlphaDropout``, ``FeatureAlphaDropout``, or an
+  ``nn.Dropout`` subclass with its own ``forward``: they would draw from torch's global generator,
+  not the run's stream) — use ``nn.Dropout`` or p = 0.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import json
 import math
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,6 +61,7 @@ from torch.func import functional_call, vmap
 
 from . import plugins
 from .errors import StudyError
+from .random import Streams
 
 Tensor = torch.Tensor
 SPEC_KEYS = ("module", "class", "kwargs")
@@ -102,6 +122,13 @@ def load_class(spec: dict[str, Any], key: str) -> type[nn.Module]:
     return cls
 
 
+def streamed_dropout(m: nn.Module) -> bool:
+    """Whether ``m`` is a dropout layer whose masks :class:`BatchedModule` draws from each run's
+    stream: an ``nn.Dropout`` (or a subclass keeping its ``forward``). Channel dropout
+    (``Dropout1d/2d/3d``) and alpha dropout are not (they keep their own mask shapes and values)."""
+    return isinstance(m, nn.Dropout) and type(m).forward is nn.Dropout.forward
+
+
 def check_supported(module: nn.Module, name: str, key: str) -> None:
     """Refuse layers that cannot be stepped per run (see the module docstring), naming the layer."""
     for layer, m in module.named_modules():
@@ -110,9 +137,10 @@ def check_supported(module: nn.Module, name: str, key: str) -> None:
             raise StudyError(key, f"{where} keeps running statistics, which cannot be stepped per run "
                                   f"(functorch#273): use track_running_stats=False (batch statistics), "
                                   f"nn.GroupNorm or nn.LayerNorm")
-        if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
-            raise StudyError(key, f"{where} has p = {m.p:g}: dropout would draw from torch's global "
-                                  f"generator, not the run's own stream; not supported yet: use p=0")
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 and not streamed_dropout(m):
+            raise StudyError(key, f"{where} has p = {m.p:g}: it would draw from torch's global "
+                                  f"generator, not the run's own stream; only nn.Dropout draws per "
+                                  f"run: use nn.Dropout or p=0")
 
 
 class BatchedModule:
@@ -121,10 +149,14 @@ class BatchedModule:
     ``shapes()`` gives the per-run parameter shapes, ``init_params(seeds, salt)`` the stacked initial
     parameters, ``net(params, x)`` the forward pass of run r's network on ``x[r]`` for every r
     (``x`` [R, n, …] → [R, n, …]), ``load_run(params, r)`` a plain module holding run r's weights.
+    ``streams`` gives the game's current per-run streams (``lambda: game.rng``), from which the
+    ``nn.Dropout`` layers draw their masks in training mode; ``evaluating()`` is eval mode.
     """
 
-    def __init__(self, spec: dict[str, Any], key: str, dtype: torch.dtype, device: str) -> None:
+    def __init__(self, spec: dict[str, Any], key: str, dtype: torch.dtype, device: str,
+                 streams: Callable[[], Streams | None] | None = None) -> None:
         self.spec, self.key, self.dtype, self.device = spec, key, dtype, device
+        self.streams = streams
         self.cls = load_class(spec, key)
         self.name = f"{self.cls.__name__} ({spec['module']})"
         self.base = self.build(0)
@@ -134,16 +166,63 @@ class BatchedModule:
         if not self._shapes:
             raise StudyError(key, f"{self.cls.__name__} has no parameters: a player needs some")
         self._buffers = dict(self.base.named_buffers())
+        #: the dropout layers whose masks come from the runs' streams (their forward replaced in
+        #: gamedyn's own base module only: load_run's modules are the user's class as written)
+        self.dropout = [n for n, m in self.base.named_modules() if streamed_dropout(m) and m.p > 0]
+        for n in self.dropout:
+            layer = self.base.get_submodule(n)
+            layer.forward = functools.partial(self._dropout, n, layer)
+        self._run: Tensor | None = None   # inside the vmapped call: this run's index (batched)
+        self._runs = 0                    # and the number of runs R of that call
 
-        def one(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
-            return functional_call(self.base, (params, buffers), (x,))
+        def one(params: dict[str, Tensor], buffers: dict[str, Tensor], run: Tensor, x: Tensor) -> Tensor:
+            self._run = run
+            try:
+                return functional_call(self.base, (params, buffers), (x,))
+            finally:
+                self._run = None
 
-        self._call = vmap(one, in_dims=(0, None, 0), randomness="error")
+        self._call = vmap(one, in_dims=(0, None, 0, 0), randomness="error")
+
+    def _dropout(self, name: str, layer: nn.Dropout, x: Tensor) -> Tensor:
+        """``layer``'s forward inside the vmapped call: ``x · m_r / (1 − p)`` with run r's mask
+        m_r = [u_r ≥ p] from one ``fast_uniform`` draw of the current streams for all runs (see the
+        module docstring); the identity in eval mode and in plain calls of the base module (the
+        output-shape checks, which draw nothing)."""
+        if not layer.training or self._run is None:
+            return x
+        rng = self.streams() if self.streams is not None else None
+        where = f"{self.cls.__name__} layer {name!r} (Dropout)"
+        if rng is None:
+            raise RuntimeError(f"{where}: dropout in training mode needs the runs' streams "
+                               f"(the game's rng is not set)")
+        if len(rng.keys) != self._runs:
+            raise RuntimeError(f"{where}: {len(rng.keys)} streams for {self._runs} runs")
+        u = rng.fast_uniform(*x.shape, dtype=torch.float64)        # [R, *x.shape]: every run's draw
+        keep = (u >= layer.p).to(x.dtype)
+        # torch's own scaling (ATen's _dropout_impl: the mask divided by 1 − p; p = 1: zeros)
+        noise = keep.div_(1.0 - layer.p) if layer.p < 1.0 else torch.zeros_like(keep)
+        return x * noise[self._run]
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """The networks in eval mode (``module.eval()``: dropout is the identity and draws nothing;
+        BatchNorm without running statistics normalises by the batch either way) inside the block,
+        as the games' metrics are computed; every submodule's previous mode restored after it."""
+        was = [(m, m.training) for m in self.base.modules()]
+        self.base.train(False)
+        try:
+            yield
+        finally:
+            for m, mode in was:
+                m.training = mode
 
     def build(self, seed: int, salt: int = 0) -> nn.Module:
         """A new module of the class, constructed under ``torch_seed(seed, salt)`` (salt 0: the
-        base module, seed 0) in a forked global generator, in the study's dtype and on its device."""
-        with torch.random.fork_rng(devices=[]):
+        base module, seed 0) in a forked global generator, in the study's dtype and on its device.
+        One thread at a time: the global generator is the process's, and two batches stepped in two
+        threads of one process (a Dask worker's) would otherwise draw each other's weights."""
+        with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
             torch.manual_seed(torch_seed(seed, salt))
             try:
                 module = self.cls(**self.spec["kwargs"])
@@ -169,7 +248,8 @@ class BatchedModule:
 
     def __call__(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
         """Run r's network on ``x[r]`` for every run: [R, n, …] → [R, n, …]."""
-        return self._call(params, self._buffers, x)
+        self._runs = x.shape[0]
+        return self._call(params, self._buffers, torch.arange(self._runs, device=x.device), x)
 
     def load_run(self, params: dict[str, Tensor], run: int) -> nn.Module:
         """A new module of the class holding run ``run``'s parameters (and the shared buffers)."""
@@ -183,6 +263,8 @@ class BatchedModule:
 # --- final weights, saved in the runs table ------------------------------------------------------
 
 _MAGIC = b"gamedyn-players 1\n"
+#: Held while a network is built under torch's (process-wide) global generator.
+_GLOBAL_RNG = threading.Lock()
 
 
 def encode_players(game: dict[str, Any], dtype: torch.dtype, params: dict[str, dict[str, Tensor]],

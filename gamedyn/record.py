@@ -108,9 +108,11 @@ class Recorder:
         by its tensors' norms)."""
         return all(self._small.values())
 
-    def columns(self, params: Params) -> dict[str, torch.Tensor]:
+    def columns(self, params: Params, step: int | None = None) -> dict[str, torch.Tensor]:
         """Every recorded variable at ``params``, each [R, k] (k coordinates) or [R]: pure tensor
-        code (no bookkeeping), so that :mod:`gamedyn.fuse` can compile it with the steps."""
+        code (no bookkeeping), so that :mod:`gamedyn.fuse` can compile it with the steps. The game's
+        metrics see ``step`` as ``game.record_step``: the step of an eager record, None for any
+        other evaluation (a probe's throw-away row, a compiled or deferred record)."""
         R = self.n_runs
         cols: dict[str, torch.Tensor] = {}
         for player, named in params.items():
@@ -124,6 +126,7 @@ class Recorder:
             losses, grads = self.ctx.losses_and_grad(params)
             if self.memo is not None and (self.rng is None or self.rng.counter == drawn):
                 self.memo.put(params, grads)  # the game drew nothing: the rule's own field
+            self.game.record_step = step   # e.g. module_gan's snapshots at chosen record steps
             metrics = self.game.metrics(detached)
         for p in params:
             cols[f"loss.{p}"] = losses[p].detach()
@@ -148,10 +151,10 @@ class Recorder:
     def _blocks(self, cols: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return [c.reshape(self.n_runs, -1).T.to(self.game.dtype) for c in cols.values()]
 
-    def row(self, params: Params) -> torch.Tensor:
+    def row(self, params: Params, step: int | None = None) -> torch.Tensor:
         """The record at ``params`` as one [V, R] tensor (V = ``len(self.variables)``): the
         :meth:`parts` stacked, built with one concatenation and one transpose."""
-        return self._row(self.columns(params))
+        return self._row(self.columns(params, step))
 
     def _row(self, cols: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.cat([c.reshape(self.n_runs, -1) for c in cols.values()], 1).to(self.game.dtype).T
@@ -179,7 +182,7 @@ class Recorder:
 
     def record(self, step: int, params: Params) -> None:
         """Record ``params`` at ``step`` (eagerly; the first record names the variables)."""
-        cols = self.columns(params)
+        cols = self.columns(params, step)
         if self.values is None:
             n_params = sum(len(named) for named in params.values())  # the first entries of cols
             names = list(cols)[n_params:]
@@ -223,7 +226,7 @@ class Recorder:
         if self._pending and self._index[self._pending[-1][0]] + 1 != self._index[step]:
             self.flush()
         if self._tiled is None:
-            self._pending.append((step, self.row(params)))
+            self._pending.append((step, self.row(params, step)))
         else:
             self._pending.append((step, torch.cat([params[pl][k].detach().reshape(self.n_runs, -1)
                                                    for pl, k, _ in self._leaves], 1)))

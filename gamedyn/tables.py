@@ -38,6 +38,12 @@ def display_labels(runs: pd.DataFrame) -> pd.Series:
     return out
 
 
+def standard_error(s: pd.Series) -> float:
+    """The standard error of the mean of ``s``'s values (NaN skipped): s / √n, s the sample standard
+    deviation (ddof = 1); NaN for fewer than two values."""
+    return float(s.std(ddof=1) / math.sqrt(s.count())) if s.count() > 1 else float("nan")
+
+
 def rule_table(runs: pd.DataFrame, by: tuple[str, ...] = ("game_label", "rule_label")) -> pd.DataFrame:
     """Per rule (and game): runs, modes captured (mean ± s.e.), high-quality % (mean ± s.e.), KL
     (mean ± s.e.), and the fractions of runs labelled mode_collapse and fit, from the runs table's
@@ -45,10 +51,7 @@ def rule_table(runs: pd.DataFrame, by: tuple[str, ...] = ("game_label", "rule_la
     :func:`display_labels`."""
     runs = runs.assign(rule_label=display_labels(runs))
     g = runs.groupby(list(by), sort=False)
-
-    def se(s: pd.Series) -> float:
-        return float(s.std(ddof=1) / math.sqrt(s.count())) if s.count() > 1 else float("nan")
-
+    se = standard_error
     out = pd.DataFrame({
         "runs": g.size(),
         "modes": g["modes"].mean(), "modes_se": g["modes"].agg(se),

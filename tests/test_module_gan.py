@@ -246,9 +246,9 @@ GOOD_D = ("class D(nn.Module):\n"
      "    def forward(self, z): return self.bn(self.l(z))\n",
      "game.generator", ["G layer 'bn' (BatchNorm1d)", "track_running_stats=False", "GroupNorm"]),
     ("class G(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
-     "        self.l = nn.Sequential(nn.Linear(4, 64), nn.Dropout(0.3))\n"
+     "        self.l = nn.Sequential(nn.Linear(4, 64), nn.AlphaDropout(0.3))\n"
      "    def forward(self, z): return self.l(z)\n",
-     "game.generator", ["G layer 'l.1' (Dropout)", "p=0"]),
+     "game.generator", ["G layer 'l.1' (AlphaDropout)", "use nn.Dropout or p=0"]),
     ("class G(nn.Module):\n    def __init__(self, width):\n        super().__init__()\n",
      "game.generator.kwargs", ["G(**{})", "width"]),
     ("class G(nn.Module):\n    def __init__(self):\n        super().__init__(); self.l = nn.Linear(4, 10)\n"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -10,31 +9,7 @@ import numpy as np
 
 from ..results import Results
 from ..tables import display_labels
-from .base import FIGURES, pyplot
-
-
-def _grid(images: np.ndarray, columns: int) -> np.ndarray:
-    """Images [n, h, w] tiled into one [rows·(h+1) − 1, columns·(w+1) − 1] picture (1-pixel gaps
-    at the background value −1)."""
-    n, h, w = images.shape
-    rows = math.ceil(n / columns)
-    out = np.full((rows * (h + 1) - 1, columns * (w + 1) - 1), -1.0)
-    for i, im in enumerate(images):
-        r, c = divmod(i, columns)
-        out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = im
-    return out
-
-
-def _as_images(x: np.ndarray) -> np.ndarray | None:
-    """Samples [n, …] as grey images [n, h, w]: [n, 1, h, w], [n, h, w], or [n, h·h] (square); None
-    for anything else (not images)."""
-    x = x.reshape(len(x), -1) if x.ndim == 2 else x
-    if x.ndim == 4 and x.shape[1] == 1:
-        return x[:, 0]
-    if x.ndim == 3:
-        return x
-    side = math.isqrt(x.shape[1])
-    return x.reshape(len(x), side, side) if x.ndim == 2 and side * side == x.shape[1] else None
+from .base import FIGURES, as_images, config_value, image_grid, pyplot
 
 
 @FIGURES.register("image_samples")
@@ -57,23 +32,23 @@ def image_samples(results: Results, path: str | Path, per_run: int = 16, seeds: 
     configs = list(dict.fromkeys(zip(*(runs[k] for k in keys))))
     n_seeds = min(seeds, int(runs.groupby(keys, observed=True).size().max()))
     first = runs.iloc[0]
-    real = datasets.load(_config_value(first["game.data"]))
+    real = datasets.load(config_value(first["game.data"]))
     cols = math.ceil(math.sqrt(per_run))
     fig, axes = plt.subplots(len(configs), n_seeds + 1, figsize=(1.9 * (n_seeds + 1), 2.1 * len(configs)),
                              squeeze=False, constrained_layout=True)
-    data_images = _as_images(real.x[np.random.default_rng(0).choice(len(real.x), per_run)]) \
+    data_images = as_images(real.x[np.random.default_rng(0).choice(len(real.x), per_run)]) \
         if real.x is not None else None
     for i, config in enumerate(configs):
         mine = runs[(runs[keys] == list(config)).all(axis=1)].sort_values("seed").head(n_seeds)
         ax = axes[i, 0]
         if data_images is not None:
-            ax.imshow(_grid(data_images, cols), cmap="gray", vmin=-1, vmax=1)
+            ax.imshow(image_grid(data_images, cols), cmap="gray", vmin=-1, vmax=1)
         ax.set_title("data", fontsize=7)
         head = config[1] if config[2] == "none" else f"{config[1]}\n{config[2]}"
         ax.set_ylabel(head, fontsize=7)
         for j, (_, run) in enumerate(mine.iterrows()):
             ax = axes[i, j + 1]
-            latent = _config_value(run["game.latent"])
+            latent = config_value(run["game.latent"])
             g = torch.Generator().manual_seed(0)
             z = torch.randn(per_run, latent["dim"], generator=g, dtype=torch.float64) \
                 if latent["dist"] == "normal" else 2 * torch.rand(per_run, latent["dim"], generator=g,
@@ -81,9 +56,9 @@ def image_samples(results: Results, path: str | Path, per_run: int = 16, seeds: 
             gen = results.players(run["run_id"])["gen"]
             with torch.no_grad():
                 x = gen(z.to(next(gen.parameters()).dtype)).double().numpy()
-            images = _as_images(x)
+            images = as_images(x)
             if images is not None:
-                ax.imshow(_grid(np.clip(images, -1, 1), cols), cmap="gray", vmin=-1, vmax=1)
+                ax.imshow(image_grid(np.clip(images, -1, 1), cols), cmap="gray", vmin=-1, vmax=1)
             ax.set_title(f"seed {run['seed']}: E {run.get('energy', np.nan):.2f}\n"
                          f"D {run.get('disc_real', np.nan):.2f} / {run.get('disc_fake', np.nan):.2f}",
                          fontsize=7)
@@ -97,8 +72,3 @@ def image_samples(results: Results, path: str | Path, per_run: int = 16, seeds: 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-def _config_value(value):
-    """A game parameter as the runs table stores it: a mapping as JSON text, else itself."""
-    return json.loads(value) if isinstance(value, str) and value.startswith("{") else value
