@@ -13,6 +13,10 @@ A game's ``data:`` key takes one of
   (:mod:`gamedyn.games.mixture`), ``modes``, ``radius``, ``sigma`` (ring; defaults 8, 2, 0.02) or
   ``size``, ``spacing``, ``sigma`` (grid; defaults 5, 2, 0.05): samples [2].
 
+A Dask worker may not see the study's files: the process that runs the study sends the bytes of a
+batch's data files with its task (:func:`files`, :func:`provide`), and :func:`from_file` reads those
+bytes, under the path the configuration names, before the filesystem.
+
 Minibatches are drawn per run from the run's own stream (:mod:`gamedyn.random`): n indices
 i ~ U{0, …, N − 1} with replacement for arrays, a mode k ~ U{0, …, K − 1} plus σε, ε ~ N(0, I₂),
 for mixtures; so a run's data depend on its seed only (the run-axis invariant).
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,9 @@ Tensor = torch.Tensor
 ACCEPTED = "digits, {file: path.npz} or {mixture: ring | grid, ...}"
 _MIXTURES = {"ring": {"modes": 8, "radius": 2.0, "sigma": 0.02},
              "grid": {"size": 5, "spacing": 2.0, "sigma": 0.05}}
+#: Data files' contents given to this process (:func:`provide`): path as a configuration names it →
+#: bytes, read by :func:`from_file` instead of the file.
+_PROVIDED: dict[str, bytes] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,12 +141,36 @@ def digits() -> Dataset:
     return Dataset("digits", x=x, y=d.target.astype(np.int64))
 
 
-@functools.cache
+def files(config: Any) -> list[str]:
+    """The data files a resolved configuration names anywhere (the paths of its ``{file: path}``
+    values, as :func:`validate` resolves them), in order of appearance, each once."""
+    if isinstance(config, dict):
+        if set(config) == {"file"} and isinstance(config["file"], str):
+            return [config["file"]]
+        config = list(config.values())
+    if isinstance(config, list | tuple):
+        return list(dict.fromkeys(f for v in config for f in files(v)))
+    return []
+
+
+def provide(contents: dict[str, bytes]) -> None:
+    """Make :func:`from_file` read these bytes for these paths (as the configurations name them)
+    instead of the files: what a Dask worker without the study's filesystem is sent with a task."""
+    _PROVIDED.update(contents)
+
+
 def from_file(path: str, key: str = "game.data.file") -> Dataset:
     """The arrays of an ``.npz`` file: ``x`` [N, …] (N ≥ 2, real, finite) and optional ``y`` [N]
-    (integers); every problem is one line naming the key, the file, what was found and expected."""
+    (integers); every problem is one line naming the key, the file, what was found and expected.
+    Read from the bytes given for ``path`` by :func:`provide`, if any, else from the file; cached
+    per process by path and given bytes."""
+    return _from_file(path, key, _PROVIDED.get(path))
+
+
+@functools.cache
+def _from_file(path: str, key: str, contents: bytes | None) -> Dataset:
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with np.load(path if contents is None else io.BytesIO(contents), allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError) as e:
         raise StudyError(key, f"{path!r} is not a readable .npz file: {e}") from None

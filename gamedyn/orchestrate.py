@@ -19,9 +19,10 @@ function of its own configuration and seed only.
 
 Backends: ``loky`` (joblib's process pool on this machine, ``jobs`` workers) and ``dask`` (a Dask
 distributed cluster through joblib's Dask backend). With Dask, each task carries a batch's run
-configurations (and the source of the study's plugin files) and returns its compact
-:class:`~gamedyn.batch.BatchResult`; this process writes the part files, so the workers need no
-filesystem shared with it, only gamedyn (and the packages it needs) installed.
+configurations (and the source of the study's plugin files, and the bytes of the data files the
+batch names) and returns its compact :class:`~gamedyn.batch.BatchResult`; this process writes the
+part files, so the workers need no filesystem shared with it, only gamedyn (and the packages it
+needs) installed.
 
 Local workers are loky processes (:mod:`gamedyn.pool`; ``gamedyn run`` starts ``jobs`` − 1 of them
 before it imports torch). A study too small for a pool of ``jobs`` workers to pay
@@ -53,7 +54,7 @@ from joblib import Parallel, delayed, parallel_config
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from tqdm import tqdm
 
-from . import fuse, plugins, pool, runaxis
+from . import data, fuse, plugins, pool, runaxis
 from .batch import BatchResult, batch_id, run_batch
 from .errors import StudyError
 from .record import MAX_COORDS
@@ -95,15 +96,18 @@ class BatchWritten:
 
 def execute(runs: list[Run], thresholds: dict[str, float], threads: int | None,
             plugin_sources: dict[str, str] | None = None, compile: str = "auto",
-            device: str = "cpu", folder: ResultsFolder | None = None
-            ) -> BatchResult | BatchFailure | BatchWritten:
+            device: str = "cpu", folder: ResultsFolder | None = None,
+            data_files: dict[str, bytes] | None = None) -> BatchResult | BatchFailure | BatchWritten:
     """Run one batch in a worker; an exception becomes a :class:`BatchFailure` (with its traceback)
     so that it does not stop the other batches. With ``folder`` (a local worker, which sees this
     machine's files), the worker writes the batch's parts itself, in parallel with the others, and
-    sends back only that it did (or the failure to write them)."""
+    sends back only that it did (or the failure to write them). ``plugin_sources`` and
+    ``data_files`` (:func:`_data_files`) are what a worker without the study's filesystem needs."""
     try:
         if plugin_sources:
             provide_plugins(plugin_sources)
+        if data_files:
+            data.provide(data_files)
         result = run_batch(runs, thresholds, threads, device=device, compile=compile)
     except Exception as e:
         return BatchFailure(batch_id(runs), [r.run_id for r in runs], type(e).__name__, str(e),
@@ -148,7 +152,7 @@ def run_study(study: Study, out: str | Path = "results", jobs: int = 1, fresh: b
     folder = ResultsFolder(out, study.name)
     source = Path(study.source).read_text() if study.source else None
     with folder.locked():
-        folder.claim(study.hash, study.spec, source, fresh)
+        folder.claim(study.hash, study.spec, source, fresh, study.files)
         ids = [batch_id(b) for b in batches]
         todo = sorted((b for b, i in zip(batches, ids) if not folder.has(i)), key=_work, reverse=True)
         n_todo = sum(map(len, todo))
@@ -216,7 +220,8 @@ def _execute_all(study: Study, todo: list[list[Run]], folder: ResultsFolder, bar
         run = functools.partial(execute, thresholds=study.thresholds, threads=plan.threads,
                                 plugin_sources=plan.sources, compile=compile, device=device)
         if plan.local is None:
-            tasks = (delayed(run)(b) for b in todo)
+            tasks = (delayed(run)(b, data_files=_data_files(b) if plan.ships_data else None)
+                     for b in todo)
             results = iter(Parallel(n_jobs=plan.n_jobs, return_as="generator_unordered")(tasks))
         else:
             results = _local(todo, run, functools.partial(run, folder=folder), plan.n_jobs,
@@ -323,9 +328,10 @@ def _progress(study: Study, done: int, enabled: bool) -> tqdm:
 @dataclasses.dataclass
 class _Plan:
     """How a backend runs batches: its workers (joblib's n_jobs for Dask; loky worker processes),
-    torch threads per batch, plugin sources to ship with each task, the errors that mean the workers
-    were lost (said as ``what``/``hint``), and for loky (``local`` not None) whether this process
-    steps batches too (:func:`_local`)."""
+    torch threads per batch, plugin sources to ship with each task, whether each task also carries
+    its batch's data files (``ships_data``), the errors that mean the workers were lost (said as
+    ``what``/``hint``), and for loky (``local`` not None) whether this process steps batches too
+    (:func:`_local`)."""
 
     n_jobs: int
     threads: int | None
@@ -334,6 +340,18 @@ class _Plan:
     what: str
     hint: str = ""
     local: bool | None = None
+    ships_data: bool = False
+
+
+def _data_files(batch: list[Run]) -> dict[str, bytes] | None:
+    """The contents of the data files ``batch``'s runs name (:func:`gamedyn.data.files`), keyed by
+    the paths their configurations hold, for a worker that may not see them (None: no file). A file
+    unreadable here is left out: the worker's load then fails that batch, as a local run would."""
+    out = {}
+    for path in data.files([r.config["game"] for r in batch]):
+        with contextlib.suppress(OSError):
+            out[path] = Path(path).read_bytes()
+    return out or None
 
 
 def _local(todo: list[list[Run]], run: Any, remote: Any, workers: int, here: bool
@@ -367,7 +385,8 @@ def _backend(backend: str, scheduler: Any, jobs: int, plugins: tuple[str, ...],
              todo: list[list[Run]]) -> Iterator[_Plan]:
     """How a backend runs the batches (loky: :func:`_local`, this process stepping too for a study
     too small for a pool, :func:`in_process`). Dask workers may not see this machine's files, so the
-    study's plugin files travel with the tasks (plugins named as modules must be installed there)."""
+    study's plugin files, and each batch's data files, travel with the tasks (plugins named as
+    modules must be installed there)."""
     if backend == "loky":
         here = in_process(todo, jobs)  # then with the cores' other workers, if batches are left
         workers = pool.workers_for(jobs)
@@ -382,7 +401,7 @@ def _backend(backend: str, scheduler: Any, jobs: int, plugins: tuple[str, ...],
         from distributed import KilledWorker
 
         yield _Plan(-1, 1, sources or None, (KilledWorker, OSError),
-                    f"lost the Dask cluster at {client.scheduler.address}")
+                    f"lost the Dask cluster at {client.scheduler.address}", ships_data=True)
 
 
 @contextlib.contextmanager

@@ -136,9 +136,10 @@ class ResultsFolder:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     def claim(self, study_hash: str, spec: dict[str, Any], source_text: str | None,
-              fresh: bool) -> None:
+              fresh: bool, files: dict[str, str] | None = None) -> None:
         """Make the folder this study's, refusing one that holds something else (call it while
-        holding the lock)."""
+        holding the lock). ``files``: the files the study names and their digests
+        (:attr:`gamedyn.study.Study.files`), kept to say which changed."""
         meta = self.path / STUDY_FILE
         self._refuse_foreign()
         if meta.exists():
@@ -150,8 +151,8 @@ class ResultsFolder:
                 raise StudyError("name", (
                     f"{self.path} holds results of a different study named "
                     f"{spec['name']!r} (hash {old.get('hash')} here, {study_hash} now): "
-                    f"the study file changed; rerun with --fresh to replace those results, "
-                    f"or give the study another name"))
+                    f"{_what_changed(old, spec, files or {})}; rerun with --fresh to replace "
+                    f"those results, or give the study another name"))
             if old.get("hash") != study_hash:
                 for child in self.path.iterdir():  # everything but the lock we hold
                     if child.name == LOCK_FILE:
@@ -162,7 +163,7 @@ class ResultsFolder:
                         child.unlink()
         self.parts.mkdir(parents=True, exist_ok=True)
         self.clean_temporaries()
-        doc = {"hash": study_hash, "study": spec, "source": source_text}
+        doc = {"hash": study_hash, "study": spec, "source": source_text, "files": files or {}}
         atomic_write(meta, lambda p: p.write_text(yaml.safe_dump(doc, sort_keys=False)))
 
     def clean_temporaries(self) -> list[Path]:
@@ -419,3 +420,18 @@ def load(path: str | Path, *, warn: bool = True) -> Results:
     if warn and len(failures):
         warnings.warn(failures_note(path, failures, len(runs)), RunsFailedWarning, stacklevel=2)
     return Results(path, doc["study"], runs, _failures=failures)
+
+
+def _what_changed(old: dict[str, Any], spec: dict[str, Any], files: dict[str, str]) -> str:
+    """Why a results folder's study (``old``, its study.yaml) is not ``spec`` with ``files``: the
+    files it names whose contents changed, and/or the study itself."""
+    before = old.get("files")   # None: written before study.yaml kept them
+    changed = [] if before is None else sorted(
+        f for f in set(before) | set(files) if before.get(f) != files.get(f))
+    parts = []
+    if old.get("study") != spec:
+        parts.append("the study file changed")
+    if changed:
+        parts.append(f"{', '.join(changed)} changed (a file the study names; its runs are new "
+                     f"runs)")
+    return " and ".join(parts) or "the study changed"

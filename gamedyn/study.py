@@ -140,6 +140,8 @@ class Study:
     spec: dict[str, Any]
     source: str | None
     runs: list[Run]
+    #: The files its games name (a network module, a data file), as written → content digest.
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -264,7 +266,7 @@ def make_study(spec: Any, source: str | None = None) -> Study:
         resolved = {**spec, "seeds": resolved_parts[0]["seeds"],
                     "record_every": resolved_parts[0]["record_every"]}
     resolved.update(dtype=dtype, max_batch=max_batch, memory_budget=memory_budget)
-    return Study(name, resolved, source, runs)
+    return Study(name, resolved, source, runs, dict(sorted(named.values())))
 
 
 def _parts(spec: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:

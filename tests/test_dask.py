@@ -5,17 +5,20 @@ without a scheduler, or with one that cannot be reached."""
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
 
 import gamedyn
-from gamedyn import StudyError, make_study, orchestrate, plugins, run_study
+from gamedyn import StudyError, data, make_study, orchestrate, plugins, run_study
 from gamedyn.results import TIMING_COLUMNS
+from tests.conftest import ROOT
 
 SPEC = {"name": "small", "game": ["bilinear", {"name": "dirac", "loss": ["gan", "wgan"]}],
         "rules": ["simultaneous", {"name": "alternating", "disc_steps": [1, 3]}],
@@ -98,3 +101,56 @@ def test_plugin_files_travel_to_workers_without_a_shared_filesystem():
         assert sys.modules[name].ANSWER == 42 and sys.modules[name].__file__ == spec
     finally:
         sys.modules.pop(name, None)
+
+
+def test_data_files_travel_to_workers_without_a_shared_filesystem(tmp_path, monkeypatch):
+    """A module_gan study on ``{file: d.npz}`` runs on a cluster whose workers cannot read the file:
+    after the study is validated and run locally, every read of an .npz from a path is refused
+    (np.load given a path raises, the per-process cache is emptied), so the workers can only use
+    the bytes the tasks carry, under the path the configuration names; the results (run ids
+    included) equal the local run's."""
+    distributed = pytest.importorskip("distributed")
+    nets = str(ROOT / "studies" / "plugins" / "digits_mlp.py")
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.random.default_rng(0).uniform(-1, 1, (40, 1, 8, 8)))
+    spec = {"name": "files",
+            "game": {"name": "module_gan", "data": {"file": str(path)}, "latent": {"dim": 4},
+                     "generator": {"module": nets, "class": "Generator",
+                                   "kwargs": {"latent": 4, "hidden": 8}},
+                     "discriminator": {"module": nets, "class": "Discriminator",
+                                       "kwargs": {"hidden": 8}},
+                     "batch": 8, "eval_samples": 16},
+            "rules": ["simultaneous", "alternating"],
+            "optimizer": {"name": "adam", "lr": 1e-3, "beta1": 0.5},
+            "seeds": 2, "steps": 6, "record_every": 2, "dtype": "float32"}
+    study = make_study(spec)
+    assert len(study.batches()) == 2
+    local = run_study(study, out=tmp_path / "local", progress=False)
+
+    monkeypatch.setattr(data, "_PROVIDED", {})   # nothing provided yet (and nothing left behind)
+    real_load = np.load
+
+    def no_files(file, *args, **kwargs):
+        if isinstance(file, str | os.PathLike):
+            raise FileNotFoundError(f"no such file on this worker: {file}")
+        return real_load(file, *args, **kwargs)
+
+    monkeypatch.setattr(np, "load", no_files)
+    data._from_file.cache_clear()
+    with pytest.raises(StudyError, match="not a readable .npz file"):   # the filesystem is closed
+        data.load({"file": str(path)})
+    threads = torch.get_num_threads()
+    try:   # one thread per worker, as the README says: module_gan builds each run's networks under
+        # torch.manual_seed, torch's global generator, which two batches in two threads would share
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                      protocol="tcp", host="127.0.0.1",
+                                      dashboard_address=None) as cluster:
+            remote = run_study(study, out=tmp_path / "dask", progress=False, backend="dask",
+                               scheduler=cluster.scheduler_address)
+    finally:
+        torch.set_num_threads(threads)
+        data._from_file.cache_clear()
+    assert remote.failures.empty and remote.info["computed"] == len(study.runs) == 4
+    assert data._PROVIDED == {str(path): path.read_bytes()}   # what the tasks carried
+    pd.testing.assert_frame_equal(remote.runs.drop(columns=TIMING), local.runs.drop(columns=TIMING))
+    pd.testing.assert_frame_equal(remote.trajectories, local.trajectories)

@@ -164,3 +164,36 @@ def test_parts_that_store_a_column_two_ways_are_assembled_as_text(tmp_path):
     runs = pd.read_parquet(folder.path / "runs.parquet")
     assert list(runs["run_id"]) == ["r2", "r1", "r3"]
     assert list(runs["init.gen.x"].iloc[:2]) == ["[0.5, 1.0]", "0.5"] and runs["init.gen.x"].isna()[2]
+
+
+def test_a_changed_network_file_is_named_when_its_results_are_refused(tmp_path):
+    """The study file as it was, its network module edited: the results folder is refused in one
+    line that names the module as the change (not the study file); --fresh replaces them."""
+    import shutil
+
+    from gamedyn import load_study, run_study
+
+    from .conftest import ROOT
+
+    (tmp_path / "plugins").mkdir()
+    nets = tmp_path / "plugins" / "nets.py"
+    shutil.copy(ROOT / "studies" / "plugins" / "digits_mlp.py", nets)
+    game = {"name": "module_gan", "data": "digits", "latent": {"dim": 4}, "batch": 8,
+            "eval_samples": 16, "save_players": False,
+            "generator": {"module": "plugins/nets.py", "class": "Generator",
+                          "kwargs": {"latent": 4, "hidden": 8}},
+            "discriminator": {"module": "plugins/nets.py", "class": "Discriminator",
+                              "kwargs": {"hidden": 8}}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({
+        "name": "own", "game": game, "rules": ["simultaneous"], "steps": 2, "record_every": 1,
+        "optimizer": {"name": "adam", "lr": 1e-3}, "dtype": "float32", "figures": []}))
+    run_study(load_study(tmp_path / "s.yaml"), out=tmp_path / "res", progress=False)
+    nets.write_text(nets.read_text() + "\n# a comment: new contents, new runs\n")
+    with pytest.raises(StudyError) as e:
+        run_study(load_study(tmp_path / "s.yaml"), out=tmp_path / "res", progress=False)
+    text = str(e.value)
+    assert "plugins/nets.py changed" in text and "the study file changed" not in text, text
+    assert "\n" not in text and "--fresh" in text
+    again = run_study(load_study(tmp_path / "s.yaml"), out=tmp_path / "res", progress=False,
+                      fresh=True)
+    assert len(again.runs) == 1
