@@ -39,9 +39,7 @@ import copy
 import multiprocessing as mp
 import resource
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -50,12 +48,11 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gamedyn.batch import run_batch  # noqa: E402
-from gamedyn.component import Param  # noqa: E402
+from _common import Progress, interleaved, paced_batch, timed  # noqa: E402
+from _common import matmul_gflops as _matmul_gflops  # noqa: E402
+
 from gamedyn.games.mixture import ring_means  # noqa: E402
 from gamedyn.nets import MLP  # noqa: E402
-from gamedyn.rules import RULES  # noqa: E402
-from gamedyn.rules.simultaneous import Simultaneous  # noqa: E402
 from gamedyn.study import make_study  # noqa: E402
 
 LATENT, HIDDEN, BATCH, LR, BETAS = 64, 128, 512, 1e-4, (0.5, 0.999)
@@ -76,8 +73,6 @@ def data(n_runs: int, generator: torch.Generator | None = None) -> torch.Tensor:
 
 
 # --- the paths -------------------------------------------------------------------------------
-
-Progress = Iterator[float]   # yields the fraction of the path's work done, after each chunk
 
 
 def sequential(n_runs: int, steps: int, chunk: int) -> Progress:
@@ -130,23 +125,6 @@ def hand_batched(n_runs: int, steps: int, chunk: int) -> Progress:
             yield step / steps
 
 
-_PAUSE = threading.local()   # each gamedyn path's thread has its own pause
-
-
-@RULES.register("bench_simultaneous")
-class _PacedSimultaneous(Simultaneous):
-    """``simultaneous``, handing control back to the benchmark's driver every ``chunk`` steps."""
-
-    params = {"chunk": Param(int, 100, "steps between pauses", low=1)}
-
-    def step(self, ctx, params, state):
-        params, state = super().step(ctx, params, state)
-        n = state.get("bench_steps", 0) + 1
-        if n % self.chunk == 0:
-            _PAUSE.fn()
-        return params, {**state, "bench_steps": n}
-
-
 def study_spec(n_runs: int, steps: int, record_every: int, chunk: int) -> dict:
     game = {"name": "mog_ring", "latent": LATENT, "gen_hidden": HIDDEN, "gen_layers": 2,
             "disc_hidden": HIDDEN, "disc_layers": 2, "batch": BATCH, "eval_samples": 2500}
@@ -158,58 +136,21 @@ def study_spec(n_runs: int, steps: int, record_every: int, chunk: int) -> dict:
 
 def gamedyn_path(record_every: int | None) -> Callable[[int, int, int], Progress]:
     """``run_batch`` itself (untouched), run in a thread that pauses every ``chunk`` steps (through
-    the paced copy of ``simultaneous``), so that it can be interleaved with the other paths."""
+    the paced copy of ``simultaneous``: ``_common.paced_batch``), so that it can be interleaved with
+    the other paths."""
     def run(n_runs: int, steps: int, chunk: int) -> Progress:
         study = make_study(study_spec(n_runs, steps, record_every or steps, chunk))
         (batch,) = study.batches()
-        go, back = threading.Semaphore(0), threading.Semaphore(0)
-        done = {"steps": 0, "finished": False}
-
-        def pause() -> None:
-            done["steps"] += chunk
-            back.release()
-            go.acquire()
-
-        def target() -> None:
-            go.acquire()
-            _PAUSE.fn = pause
-            try:
-                run_batch(batch, study.thresholds)
-            finally:
-                done["finished"] = True
-                back.release()
-
-        threading.Thread(target=target, daemon=True).start()
-        while True:
-            go.release()
-            back.acquire()
-            if done["finished"]:
-                yield 1.0
-                return
-            yield min(done["steps"] / steps, 1.0 - 1e-9)  # the last chunk includes the diagnosis
+        yield from paced_batch(batch, study.thresholds, steps, chunk)
     return run
 
 
 # --- measurement -----------------------------------------------------------------------------
 
-def timed(fn: Callable[[], object], repeats: int = 5) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def matmul_gflops() -> tuple[float, float]:
     """Best GFLOP/s of a 2048² float32 matmul, and of the workload's shape ([8·512, 128] @ [128, 128]
     as a bmm over 8 runs)."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    big = 2 * 2048**3 / timed(lambda: a @ b, 5) / 1e9
-    x, w = torch.randn(8, BATCH, HIDDEN), torch.randn(8, HIDDEN, HIDDEN)
-    small = 2 * 8 * BATCH * HIDDEN**2 / timed(lambda: torch.bmm(x, w), 50) / 1e9
-    return big, small
+    return _matmul_gflops(8, BATCH, HIDDEN, HIDDEN)
 
 
 def _peak_kib() -> int:
@@ -275,25 +216,6 @@ def forward_backward_micro(n_runs: int) -> dict[str, float]:
         torch.autograd.grad(v, [*gparams.values(), *dparams.values()])
 
     return {"baddbmm": 1e3 * timed(bmm_step, 20), "torch.func vmap": 1e3 * timed(func_step, 20)}
-
-
-def interleaved(paths: dict[str, Callable[[int, int, int], Progress]], n_runs: int, steps: int,
-                chunk: int) -> dict[str, float]:
-    """Each path's total seconds, advancing whichever unfinished path has done the least."""
-    gens = {name: fn(n_runs, steps, chunk) for name, fn in paths.items()}
-    progress = dict.fromkeys(paths, 0.0)
-    seconds = dict.fromkeys(paths, 0.0)
-    while gens:
-        name = min(gens, key=progress.__getitem__)
-        t0 = time.perf_counter()
-        try:
-            progress[name] = next(gens[name])
-        except StopIteration:
-            progress[name] = 1.0
-        seconds[name] += time.perf_counter() - t0
-        if progress[name] >= 1.0:
-            del gens[name]
-    return seconds
 
 
 def main() -> None:
