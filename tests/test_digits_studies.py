@@ -23,7 +23,7 @@ from gamedyn.modules import decode_players, torch_seed
 from gamedyn.random import Streams
 from gamedyn.study import load_study, make_study
 from tests.conftest import ROOT
-from tests.test_module_gan import NETS, TINY, nets_module, spec
+from tests.test_module_gan import NETS, TINY, assert_alone_as_in_batch, nets_module, spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,19 +42,12 @@ def test_snapshots_are_the_generators_images_and_a_run_alone_equals_it_in_a_batc
     metrics of a run alone equal those of the run in a batch of 8, bit for bit."""
     game = {"snapshots": {"steps": [3, 0, 2], "images": 5}, "diagnostics": "variance"}
     (batch,) = make_study(spec(game, steps=4, record_every=2)).batches()
-    together = run_batch(batch)
+    together = assert_alone_as_in_batch(batch, columns=("snapshots",))
+    variables = set(together.trajectories["variable"].astype(str))
+    assert {"var.rel", "var.ess", "var.top1", "var.mean_norm"} <= variables
     mod = nets_module()
     for i in (0, 5):
         run = batch[i]
-        alone = run_batch([run])
-        assert alone.runs["snapshots"].iloc[0] == together.runs["snapshots"].iloc[i]
-        a = alone.trajectories.sort_values(["step", "variable"]).reset_index(drop=True)
-        m = together.trajectories[together.trajectories["run_id"] == run.run_id]
-        m = m.sort_values(["step", "variable"]).reset_index(drop=True)
-        assert {"var.rel", "var.ess", "var.top1", "var.mean_norm"} <= set(a["variable"].astype(str))
-        np.testing.assert_array_equal(a["variable"].astype(str), m["variable"].astype(str))
-        np.testing.assert_array_equal(a["value"], m["value"])
-
         shots = decode_snapshots(together.runs["snapshots"].iloc[i])
         assert sorted(k for k in shots if isinstance(k, int)) == [0, 2] and shots["missing"] == [3]
         seed = run.config["seed"]

@@ -36,6 +36,7 @@ from gamedyn.modules import BatchedModule, validate_spec
 from gamedyn.random import Streams
 from gamedyn.study import make_study
 from tests.conftest import ROOT
+from tests.test_module_gan import assert_alone_as_in_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -255,15 +256,7 @@ def test_a_run_with_dropout_alone_equals_it_in_a_batch_of_8(rule):
     norms, losses, gradient norms, metrics; and the dropout is live (other numbers than p = 0)."""
     spec = module_spec(dropout=0.3, rules=[rule], seeds=8, steps=6, record_every=2)
     (batch,) = make_study(spec).batches()
-    together = run_batch(batch).trajectories
-    for run in (batch[0], batch[5]):
-        alone = run_batch([run]).trajectories
-        mine = together[together["run_id"] == run.run_id]
-        a = alone.sort_values(["step", "variable"]).reset_index(drop=True)
-        m = mine.sort_values(["step", "variable"]).reset_index(drop=True)
-        assert len(a) == len(m) > 0
-        np.testing.assert_array_equal(a["variable"].astype(str), m["variable"].astype(str))
-        np.testing.assert_array_equal(a["value"], m["value"])
+    together = assert_alone_as_in_batch(batch).trajectories
     plain = run_batch(make_study(module_spec(rules=[rule], seeds=8, steps=6, record_every=2)
                                  ).batches()[0]).trajectories
     loss = lambda t: t.loc[(t["variable"] == "loss.disc") & (t["step"] == 0), "value"].to_numpy()  # noqa: E731

@@ -102,22 +102,34 @@ def test_the_vmapped_field_equals_per_run_autograd_on_plain_modules(loss):
                 torch.testing.assert_close(got[r], want, rtol=1e-10, atol=1e-12)
 
 
+def assert_alone_as_in_batch(batch, picks: tuple[int, ...] = (0, 5), columns: tuple[str, ...] = ()):
+    """Runs ``batch[i]`` (i in ``picks``) stepped alone have the trajectories (and the runs-table
+    ``columns``) they have in ``batch``, bit for bit; returns the batch's result."""
+    together = run_batch(batch)
+    traj = together.trajectories
+    for i in picks:
+        run = batch[i]
+        alone = run_batch([run])
+        for c in columns:
+            assert alone.runs[c].iloc[0] == together.runs[c].iloc[i], c
+        mine = traj[traj["run_id"] == run.run_id]
+        a = alone.trajectories.sort_values(["step", "variable"]).reset_index(drop=True)
+        m = mine.sort_values(["step", "variable"]).reset_index(drop=True)
+        assert len(a) == len(m) > 0
+        np.testing.assert_array_equal(a["variable"].astype(str), m["variable"].astype(str))
+        np.testing.assert_array_equal(a["value"], m["value"])
+    return together
+
+
 @pytest.mark.invariance
 @pytest.mark.parametrize("rule", ["simultaneous", {"name": "unrolled", "k": 2}])
 def test_a_run_alone_equals_it_in_a_batch_of_8(rule):
     """Bit for bit: parameters' norms, losses, gradient norms and metrics."""
     study = make_study(spec(rules=[rule]))
     (batch,) = study.batches()
-    together = run_batch(batch).trajectories
-    for run in (batch[0], batch[5]):
-        alone = run_batch([run]).trajectories
-        mine = together[together["run_id"] == run.run_id]
-        a = alone.sort_values(["step", "variable"]).reset_index(drop=True)
-        m = mine.sort_values(["step", "variable"]).reset_index(drop=True)
-        assert len(a) == len(m) > 0
-        assert {"fit.frechet", "fit.frechet_pixels", "fit.class_kl"} <= set(a["variable"].astype(str))
-        np.testing.assert_array_equal(a["variable"].astype(str), m["variable"].astype(str))
-        np.testing.assert_array_equal(a["value"], m["value"])
+    together = assert_alone_as_in_batch(batch).trajectories
+    variables = set(together["variable"].astype(str))
+    assert {"fit.frechet", "fit.frechet_pixels", "fit.class_kl"} <= variables
     finals = together[(together["step"] == 6) & (together["variable"] == "norm.gen.net.0.weight")]
     assert finals["value"].nunique() == 8
 
