@@ -10,13 +10,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import basins, diagnose, fuse, lyapunov, plugins, runaxis, spectra, stability
+from . import basins, diagnose, fuse, lyapunov, plugins, regularizers, runaxis, spectra, stability
 from .games import GAMES
 from .init import initial_params
 from .optim import OPTIMIZERS
 from .random import Streams
 from .record import Recorder, kept
-from .regularizers import REGULARIZERS
 from .rules import RULES, Context
 from .rules.context import FieldMemo
 from .study import Run
@@ -90,8 +89,7 @@ def _run_batch(runs: list[Run], thresholds: dict[str, float] | None, device: str
             [c["optimizer"][p] for c in configs], dtype, device)
         for p in game.players
     }
-    regularizer = REGULARIZERS.get(cfg["regularizer"]["name"]).build(
-        [c["regularizer"] for c in configs], dtype, device)
+    regularizer = regularizers.build([c["regularizer"] for c in configs], type(game), dtype, device)
     seeds = [c["seed"] for c in configs]
     game.rng = Streams(torch.tensor(seeds, dtype=torch.int64), device=device)
     params = initial_params(game, [c["init"] for c in configs], seeds)

@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from . import diagnose, expect, lyapunov, memory, spectra
+from . import diagnose, expect, lyapunov, memory, regularizers, spectra
 from .component import Component, Registry
 from .errors import StudyError
 from .games import GAMES
@@ -729,7 +729,7 @@ def _batch_key(config: dict[str, Any]) -> str:
     key = {
         "game": strip(GAMES, config["game"]),
         "rule": strip(RULES, config["rule"]),
-        "regularizer": strip(REGULARIZERS, config["regularizer"]),
+        "regularizer": regularizers.batch_key(config["regularizer"], GAMES.get(config["game"]["name"])),
         "optimizer": {p: strip(OPTIMIZERS, c) for p, c in config["optimizer"].items()},
         **{k: config[k] for k in ("steps", "record_every", "dtype")},
     }

@@ -78,3 +78,98 @@ def test_runs_stepped_with_the_closed_form_equal_autograds_to_rounding(loss, mon
         pd.testing.assert_series_equal(a.trajectories["value"], b.trajectories["value"],
                                        rtol=1e-12, atol=1e-14)
         assert a.runs["dynamics"].tolist() == b.runs["dynamics"].tolist()
+
+
+def _points(game: Game, n: int = 40):
+    """``n`` runs' parameters at scales up to |ψθ| ~ 50 (the losses' far tails)."""
+    gen = torch.Generator().manual_seed(1)
+    scale = torch.logspace(-2, 0.85, n, dtype=T)
+    return {p: {k: torch.randn((n, *s), generator=gen, dtype=T) * scale.reshape(-1, *[1] * len(s))
+                for k, s in named.items()} for p, named in game.shapes().items()}
+
+
+def _autograd_hessians(losses_of, game: Game, params):
+    """Each run's Hessian of each player's loss in z (laid out as ``game.coordinates``), by
+    torch.autograd.functional.hessian of that run alone."""
+    at = game.coordinates(params)
+    n = max(s.stop for s in at.values())
+    R = next(iter(params["gen"].values())).shape[0]
+    out = {p: torch.empty(R, n, n, dtype=T) for p in game.players}
+    for r in range(R):
+        flat = torch.cat([v[r:r + 1].reshape(1, -1) for p in game.players for v in params[p].values()], 1)
+
+        def unflat(z, r=r):
+            tree, i = {}, 0
+            for p in game.players:
+                tree[p] = {}
+                for k, v in params[p].items():
+                    m = v[r:r + 1].numel()
+                    tree[p][k] = z[i:i + m].reshape(v[r:r + 1].shape)
+                    i += m
+            return tree
+
+        for p in game.players:
+            out[p][r] = torch.autograd.functional.hessian(
+                lambda z, p=p: losses_of(unflat(z))[p].sum(), flat[0])
+    return out
+
+
+def test_every_closed_form_hessian_is_autograds():
+    """Game.hessians against autograd's Hessian of each run's losses (a run alone, so the check
+    is independent of the batched code), for every game that gives one and every loss."""
+    checked = set()
+    for name, cfg in _configs():
+        cls = GAMES.get(name)
+        if cls.hessians is Game.hessians:
+            continue
+        game = cls.build([cfg] * 40, T, "cpu")
+        params = _points(game)
+        closed = game.hessians(params)
+        one = cls.build([cfg], T, "cpu")
+        want = _autograd_hessians(one.losses, game, params)
+        for p in game.players:
+            torch.testing.assert_close(closed[p], want[p], rtol=1e-12, atol=1e-300,
+                                       msg=f"{name} {cfg}: Hessian of {p}'s loss")
+        checked.add(name)
+    assert "dirac" in checked
+
+
+@pytest.mark.parametrize("reg", ["r1", "r2"])
+def test_penalty_derivatives_are_autograds(reg):
+    """The R1/R2 penalties' closed-form gradient and Hessian (Dirac-GAN: (γ/2)ψ²) against
+    autograd of the penalty as the regularizer computes it (a double backward pass)."""
+    from gamedyn.regularizers import REGULARIZERS
+    game = GAMES.get("dirac").build([{"loss": "gan"}] * 40, T, "cpu")
+    gammas = [{"gamma": g} for g in torch.linspace(0.0, 3.0, 40).tolist()]
+    regularizer = REGULARIZERS.get(reg).build(gammas, T, "cpu")
+    params = _points(game)
+    (grad, hess), = regularizer.derivatives(game, params).values()
+    psi = params["disc"]["psi"].detach().requires_grad_()
+    pen = regularizer.penalty(game, {"gen": params["gen"], "disc": {"psi": psi}})["disc"]
+    (g,) = torch.autograd.grad(pen.sum(), psi, create_graph=True)
+    (h,) = torch.autograd.grad(g.sum(), psi)
+    torch.testing.assert_close(grad[:, 0], g.detach(), rtol=1e-14, atol=0)
+    torch.testing.assert_close(hess[:, 0, 0], h, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("reg", ["none", "r1", "r2"])
+def test_second_order_rules_stepped_with_closed_forms_equal_autograds(reg, monkeypatch):
+    """Runs of the rules that take Hessian-vector products (CGD, SGA, consensus, and plain rules
+    under a penalty) with the closed-form Hessians and penalty derivatives, against the same runs
+    with autograd's, to rounding; the per-run loss choice included."""
+    spec = {"name": "h", "game": {"name": "dirac", "loss": ["gan", "nsgan", "wgan"]},
+            "rules": ["cgd", {"name": "cgd", "solver": "cg"}, {"name": "sga", "lam": 1.0},
+                      {"name": "consensus", "gamma": 1.0}, "simultaneous",
+                      {"name": "best_response", "max_inner": 5}],
+            "regularizer": reg if reg == "none" else {"name": reg, "gamma": [0.0, 1.0]},
+            "optimizer": {"name": "sgd", "lr": 0.1}, "seeds": 2, "steps": 60, "record_every": 3,
+            "init": {"dist": "normal", "scale": 2.0}}
+    study = make_study(spec)
+    closed = [run_batch(b, study.thresholds, compile="off") for b in study.batches()]
+    monkeypatch.setattr(GAMES.get("dirac"), "hessians", lambda self, params: None)
+    monkeypatch.setattr(GAMES.get("dirac"), "input_grad_sq_derivatives", lambda self, p, on: None)
+    plain = [run_batch(b, study.thresholds, compile="off") for b in study.batches()]
+    for a, b in zip(closed, plain):
+        pd.testing.assert_series_equal(a.trajectories["value"], b.trajectories["value"],
+                                       rtol=1e-9, atol=1e-12)
+        assert a.runs["dynamics"].tolist() == b.runs["dynamics"].tolist()

@@ -70,3 +70,36 @@ def test_a_choice_is_a_string_when_all_runs_agree_and_gradients_match_autograd()
         one = own.losses({"gen": {"theta": theta[r:r + 1]}, "disc": {"psi": psi[r:r + 1]}})
         assert one["gen"].item() == losses["gen"][r].item()
         assert one["disc"].item() == losses["disc"][r].item()
+
+
+REGULARIZERS_CHOSEN = ["none", {"name": "r1", "gamma": [0.5, 1.0]}, {"name": "r2", "gamma": 1.0}]
+
+
+@pytest.mark.parametrize("rule", [
+    "simultaneous", {"name": "sga", "lam": 1.0}, "cgd", {"name": "unrolled", "k": 2},
+    {"name": "best_response", "max_inner": 4}, {"name": "alternating", "disc_steps": 2}])
+def test_runs_of_mixed_regularizers_equal_runs_of_one_regularizer(rule):
+    """none, R1 and R2 runs share one batch on the Dirac-GAN (its penalties' derivatives are in
+    closed form), every run's numbers bit for bit those of a batch of its own regularizer, the
+    unrolled rule's autograd path (through the look-ahead) included."""
+    mixed = _study(LOSSES, rule, REGULARIZERS_CHOSEN)
+    (batch,) = mixed.batches()
+    together = run_batch(batch, mixed.thresholds, compile="off")
+    for regularizer in REGULARIZERS_CHOSEN:
+        single = _study(LOSSES, rule, regularizer)
+        (alone_batch,) = single.batches()
+        alone = run_batch(alone_batch, single.thresholds, compile="off")
+        ids = list(alone.runs["run_id"])
+        mine = together.runs.set_index("run_id").loc[ids].reset_index()[alone.runs.columns]
+        pd.testing.assert_frame_equal(mine.drop(columns=TIMING),   # (the columns of its own study:
+                                      alone.runs.drop(columns=TIMING), check_dtype=False)  # γ not of none)
+        t = together.trajectories[together.trajectories["run_id"].isin(ids)]
+        np.testing.assert_array_equal(t["value"].to_numpy(), alone.trajectories["value"].to_numpy())
+
+
+def test_regularizers_share_batches_only_where_the_penalties_have_closed_forms():
+    dirac = _study(LOSSES, "simultaneous", REGULARIZERS_CHOSEN)
+    assert len(dirac.batches()) == 1
+    spec = {"name": "c", "game": {"name": "gan1d", "discriminator": "learned"}, "rules": ["simultaneous"],
+            "regularizer": REGULARIZERS_CHOSEN, "optimizer": {"name": "sgd"}, "steps": 5}
+    assert len(make_study(spec).batches()) == 3   # autograd penalties: a none run stays cheap

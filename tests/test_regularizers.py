@@ -107,7 +107,8 @@ def test_regularizer_columns_and_grid():
     assert [c["regularizer"] for c in cols] == ["none", "r1", "r1"]
     assert [c.get("regularizer.gamma") for c in cols] == [None, 0.1, 1.0]
     assert cols[2]["regularizer_label"] == "r1"  # γ = 1 is the default
-    assert len(study.batches()) == 2            # γ varies within a batch
+    assert len(study.batches()) == 1            # γ varies within a batch, and on the Dirac-GAN
+    #                                             none and r1 share it (closed-form penalties)
 
 
 def test_sample_regularizer_on_a_game_without_samples_is_refused():

@@ -68,6 +68,27 @@ class Game(Component):
         ``tests/test_closed_form.py`` checks every game's against autograd."""
         return None
 
+    def hessians(self, params: Params) -> dict[str, Tensor] | None:
+        """Each player's loss Hessian in *all* players' parameters, in closed form: ``{player:
+        [R, n, n]}``, n the coordinates of one run, laid out as :meth:`coordinates`; or None (the
+        default: autograd's Hessian-vector products). Used, as :meth:`gradients`, for products
+        that are not differentiated again (:class:`gamedyn.rules.Context`'s ``hvp``,
+        ``field_vjp``, ``field_jvp``): a rule's inner solve then costs a small batched
+        matrix product instead of a double backward pass. ``tests/test_closed_form.py`` checks
+        every game's against autograd's Hessian."""
+        return None
+
+    def coordinates(self, params: Params) -> dict[str, slice]:
+        """Where each player's coordinates lie in the flat vector z of one run that
+        :meth:`hessians` differentiates in: the players in :attr:`players` order, each
+        :func:`gamedyn.tree.ravel`-ed."""
+        out, start = {}, 0
+        for player in self.players:
+            n = sum(int(np.prod(v.shape[1:], dtype=np.int64)) for v in params[player].values())
+            out[player] = slice(start, start + n)
+            start += n
+        return out
+
     def equilibrium(self) -> Params | None:
         """The equilibrium (per-run shapes, no run axis), or None when the game does not know one."""
         return None
@@ -143,6 +164,14 @@ class SampleGame(Game):
     def disc_logit(self, params: Params, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def input_grad_sq_derivatives(self, params: Params, on: str) -> tuple[Tensor, Tensor] | None:
+        """The gradient ``[R, m]`` and Hessian ``[R, m, m]`` in the discriminator's m (flat)
+        parameters of Σₙ wₙ ‖∇_x D(xₙ)‖² over the ``real`` or ``fake`` samples (``on``; treated as
+        data, as the penalties do), in closed form; or None (the default: autograd). The R1/R2
+        penalties (:mod:`gamedyn.regularizers.gradient_penalty`) then skip their double backward
+        pass. ``tests/test_closed_form.py`` checks every game's against autograd."""
+        return None
+
     def minibatch(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Samples ``x`` [R, n, ...] of a minibatch with their weights 1/n each."""
         return x, torch.full(x.shape[:2], 1.0 / x.shape[1], dtype=self.dtype, device=self.device)
@@ -160,3 +189,4 @@ class SampleGame(Game):
     def losses(self, params: Params) -> dict[str, Tensor]:
         n_runs = tree.n_runs(params["gen"])
         return self.objective(params, self.real_samples(n_runs), self.fake_samples(params))
+

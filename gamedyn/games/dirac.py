@@ -69,5 +69,37 @@ class Dirac(SampleGame):
         gen = psi * (costs.sigmoid(t) if loss == "nsgan" else slope)
         return {"gen": {"theta": gen}, "disc": {"psi": -(theta * slope)}}
 
+    def hessians(self, params: Params) -> dict[str, Tensor]:
+        """Each loss is F(t), t = ψθ, so its Hessian in z = (θ, ψ) is
+        [[ψ²F″, F′ + tF″], [F′ + tF″, θ²F″]]: with s = σ(t)σ(−t) = −f″(t),
+        L_gen: F′ = σ(−t), F″ = −s (gan); F′ = σ(t), F″ = s (nsgan); F′ = 1, F″ = 0 (wgan);
+        L_disc: F′ = −σ(−t), F″ = s (gan, nsgan); F′ = −1, F″ = 0 (wgan)."""
+        theta, psi = params["gen"]["theta"].detach(), params["disc"]["psi"].detach()
+        if isinstance(self.loss, Choice):
+            return self.loss.select(lambda name, m: self._hessians(name, theta, psi))
+        return self._hessians(self.loss, theta, psi)
+
+    @staticmethod
+    def _hessians(loss: str, theta: Tensor, psi: Tensor) -> dict[str, Tensor]:
+        def hessian(d1: Tensor, d2: Tensor) -> Tensor:
+            cross = d1 + t * d2
+            return torch.stack([torch.stack([psi * psi * d2, cross], -1),
+                                torch.stack([cross, theta * theta * d2], -1)], -2)
+
+        t = psi * theta
+        if loss == "wgan":
+            one, zero = torch.ones_like(t), torch.zeros_like(t)
+            return {"gen": hessian(one, zero), "disc": hessian(-one, zero)}
+        up, down = costs.sigmoid(t), costs.sigmoid(-t)
+        s = up * down
+        gen = hessian(up, s) if loss == "nsgan" else hessian(down, -s)
+        return {"gen": gen, "disc": hessian(-down, s)}
+
+    def input_grad_sq_derivatives(self, params: Params, on: str) -> tuple[Tensor, Tensor]:
+        """One sample of weight 1 (real: x = 0; fake: x = θ), where ‖∇_x D_ψ(x)‖² = ψ² as at every
+        x: gradient 2ψ and Hessian 2 in ψ."""
+        psi = params["disc"]["psi"].detach()
+        return (2 * psi)[:, None], torch.full_like(psi, 2.0)[:, None, None]
+
     def equilibrium(self) -> Params:
         return self.zeros()

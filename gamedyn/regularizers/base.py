@@ -37,6 +37,13 @@ class Regularizer(Component):
     def penalty(self, game: Game, params: Params) -> dict[str, Tensor]:
         return {}
 
+    def derivatives(self, game: Game, params: Params) -> dict[str, tuple[Tensor, Tensor]] | None:
+        """The penalty's gradient ``[R, m]`` and Hessian ``[R, m, m]`` in each penalised player's own
+        m (flat) parameters, in closed form, or None (the default: autograd). A penalty that
+        depends on its player's parameters only may give it; :class:`gamedyn.rules.Context` then
+        adds it to the game's closed forms (:meth:`Game.gradients`, :meth:`Game.hessians`)."""
+        return None
+
     def project(self, player: str, params: dict[str, Tensor]) -> dict[str, Tensor]:
         return params
 

@@ -136,10 +136,55 @@ class Context:
 
     def _closed_form(self, params: Params) -> Params | None:
         """The game's closed-form gradients (:meth:`Game.gradients`) where they are what autograd
-        would give: not differentiated again, and the losses the game's own."""
-        if self.create_graph or (self.regularizer is not None and self.regularizer.changes_losses):
+        would give: not differentiated again, and the losses the game's own or penalised by a
+        regularizer with closed-form derivatives (:meth:`Regularizer.derivatives`)."""
+        if self.create_graph or (grads := self.game.gradients(params)) is None:
             return None
-        return self.game.gradients(params)
+        if (extra := self._penalty(params)) is None:
+            return None
+        for player, (g, _) in extra.items():
+            more = tree.unravel(g, params[player])
+            grads = {**grads, player: {k: v + more[k] for k, v in grads[player].items()}}
+        return grads
+
+    def _penalty(self, params: Params) -> dict[str, tuple[Tensor, Tensor]] | None:
+        """The regularizer's closed-form derivatives: {} where it changes no loss, None where it
+        changes them without a closed form."""
+        if self.regularizer is None or not self.regularizer.changes_losses:
+            return {}
+        return self.regularizer.derivatives(self.game, params)
+
+    def _hessians(self, params: Params) -> dict[str, Tensor] | None:
+        """The players' loss Hessians in closed form (:meth:`Game.hessians`, plus the
+        regularizer's), under the same conditions as :meth:`_closed_form`."""
+        if self.create_graph or (hessians := self.game.hessians(params)) is None:
+            return None
+        if (extra := self._penalty(params)) is None:
+            return None
+        at = self.game.coordinates(params)
+        for player, (_, h) in extra.items():
+            pad = torch.zeros_like(hessians[player])
+            pad[:, at[player], at[player]] = h
+            hessians = {**hessians, player: hessians[player] + pad}
+        return hessians
+
+    def _field_jacobian(self, params: Params) -> Tensor | None:
+        """J = ∂ξ/∂z ``[R, n, n]`` from the closed-form Hessians (player i's rows: its own loss's
+        Hessian's rows of its own coordinates), or None."""
+        if (hessians := self._hessians(params)) is None:
+            return None
+        at = self.game.coordinates(params)
+        return torch.cat([hessians[p][:, at[p], :] for p in self.game.players], 1)
+
+    @staticmethod
+    def _product(matrix: Tensor, params: Params, vector: Params, rows: Iterable[str],
+                 cols: Iterable[str]) -> Params:
+        """``matrix`` [R, m, n] times ``vector``'s coordinates of the players ``cols`` (laid out as
+        ``params``' and :meth:`Game.coordinates`), as a tree of ``params``' players ``rows``."""
+        flat = torch.cat([vector[p][k].reshape(vector[p][k].shape[0], -1)
+                          for p in cols for k in params[p]], 1)
+        out = torch.bmm(matrix, flat[:, :, None])[:, :, 0]
+        return tree.unravel(out, {p: params[p] for p in rows})
 
     @torch.enable_grad()
     def losses_and_grad(self, params: Params, players: Iterable[str] | None = None
@@ -182,8 +227,13 @@ class Context:
         """∂/∂(wrt) ⟨∇_(of) loss_(loss_player), vector⟩: a Hessian block of one player's loss times a vector.
 
         ``of == wrt`` gives a diagonal block, ``of != wrt`` a mixed block (as consensus optimisation,
-        SGA and competitive gradient descent need). Each call is one Hessian-vector product.
+        SGA and competitive gradient descent need). Each call is one Hessian-vector product (a
+        batched matrix product where the game gives its Hessians in closed form: :meth:`_hessians`).
         """
+        if (hessians := self._hessians(params)) is not None:
+            at = self.game.coordinates(params)
+            block = hessians[loss_player][:, at[wrt], at[of]]
+            return self._product(block, params, {of: vector}, (wrt,), (of,))[wrt]
         leaves = self._leaves(params)
         loss = self.losses(leaves)[loss_player].sum()
         g = torch.autograd.grad(loss, list(leaves[of].values()), create_graph=True)
@@ -195,6 +245,9 @@ class Context:
         """Jᵀv, where J = ∂ξ/∂z is the Jacobian of the simultaneous field ξ = (∇_gen L_gen,
         ∇_disc L_disc) at ``params`` and ``vector`` has the shape of the parameters (for every run at
         once). E.g. consensus optimisation's ∇(½‖ξ‖²) = Jᵀξ. One Hessian-vector product."""
+        if (J := self._field_jacobian(params)) is not None:
+            players = self.game.players
+            return self._product(J.transpose(1, 2), params, vector, players, players)
         leaves = self._leaves(params)
         losses = self.losses(leaves)
         field = {}
@@ -209,6 +262,9 @@ class Context:
     def field_jvp(self, params: Params, vector: Params) -> Params:
         """Jv (J = ∂ξ/∂z as in :meth:`field_vjp`), by differentiating u ↦ ⟨Jᵀu, v⟩ in u (the
         double-backward trick). SGA needs both Jv and Jᵀv. One Hessian-vector product."""
+        if (J := self._field_jacobian(params)) is not None:
+            players = self.game.players
+            return self._product(J, params, vector, players, players)
         u = tree.zeros_like(params, requires_grad=True)
         jt_u = self.with_graph().field_vjp(params, u)
         return tree.grad(tree.vdot(jt_u, vector).sum(), u, create_graph=self.create_graph)
