@@ -13,13 +13,18 @@ Everything is measured side by side in one invocation and reported as ratios (ma
 - the memory floor of recording: the records alone (the recorder's T × V × R float64 array, V = 7
   variables for bilinear) written block by block into fresh memory, as the recorder stores them,
   against the compiled loop without recording: whatever the stepping, recording cannot cost less;
+- recording near its floor, for each choice of the study key ``record:`` (``--records``; default:
+  every variable, ``[params, losses]``, ``[params]``): the compiled loop's extra time for recording
+  every ``record_every`` steps against the memory floor of that choice's V variables, the ratio
+  issue 13 asks to be ≤ 1.5;
 - ``gamedyn run`` end to end: the CLI on a study of R runs (start-up, stepping, diagnosis, Parquet),
   with ``--compile auto`` (the default) and ``--compile on``.
 
 Each figure is the best of ``--repeat`` rounds, interleaved (the machines here are noisy); the
 compile time is the first round's (the later rounds load the compiled graph from the cache).
 
-Usage: ``python benchmarks/bench_toy.py [--runs 1000] [--steps 10000] [--threads 2] [--repeat 3] [--cold]``.
+Usage: ``python benchmarks/bench_toy.py [--runs 1000] [--steps 10000] [--threads 2] [--repeat 3] [--cold]
+[--records all params,losses params] [--records-only]``.
 """
 
 from __future__ import annotations
@@ -60,22 +65,62 @@ def hand_loop(n_runs: int, steps: int, lr: float = 1e-3) -> float:
     return n_runs * steps / (time.perf_counter() - start)
 
 
-def spec(n_runs: int, steps: int, record_every: int) -> dict:
+def spec(n_runs: int, steps: int, record_every: int, record: list[str] | None = None) -> dict:
     return {"name": "bench_toy", "game": "bilinear", "rules": ["simultaneous"],
             "optimizer": {"name": "sgd", "lr": 1e-3}, "init": {"dist": "normal", "scale": 1.0},
-            "seeds": n_runs, "steps": steps, "record_every": record_every, "max_batch": n_runs}
+            "seeds": n_runs, "steps": steps, "record_every": record_every, "max_batch": n_runs,
+            **({"record": record} if record else {})}
 
 
-def batched(n_runs: int, steps: int, record_every: int, compile: str) -> tuple[float, float]:
+def batched(n_runs: int, steps: int, record_every: int, compile: str,
+            record: list[str] | None = None) -> tuple[float, float]:
     """(run-steps per second of one gamedyn batch's stepping loop, compile seconds): the loop's
     time without its compilation, recording and the end-of-run checks included."""
-    study = make_study(spec(n_runs, steps, record_every))
+    study = make_study(spec(n_runs, steps, record_every, record))
     (batch,) = study.batches()
     runs = run_batch(batch, study.thresholds, compile=compile).runs
     assert (runs["stepping"] == ("eager" if compile == "off" else "compiled")).all(), \
         runs["stepping_note"].iloc[0]
     loop = runs["wall_time"].iloc[0] * n_runs - runs["compile_time"].iloc[0]
     return n_runs * steps / loop, float(runs["compile_time"].iloc[0])
+
+
+def recorded_variables(record: list[str] | None) -> int:
+    """V, the variables a bilinear run records under this ``record:`` choice (from a 1-step batch)."""
+    study = make_study(spec(32, 1, 1, record))
+    (batch,) = study.batches()
+    return run_batch(batch, study.thresholds, compile="off").trajectories["variable"].nunique()
+
+
+def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], repeat: int) -> None:
+    """For each ``record:`` choice: the compiled loop's extra seconds for recording every ``every``
+    steps over S steps in the steady state (best of ``repeat`` interleaved rounds) against the memory
+    floor of its V variables."""
+    def marginal(record_every: int, choice: list[str] | None) -> float:
+        """Seconds that S more steps add to the loop (2S steps against S): the steady state,
+        without one-off costs (tracing, the first chunk's call, allocating the recorder)."""
+        def loop(steps: int) -> float:
+            return R * steps / batched(R, steps, record_every, "on", choice)[0]
+        return loop(2 * S) - loop(S)
+
+    loops: dict[int, float] = {}   # best marginal seconds: -1 without recording, else the choice's
+    floors: dict[int, float] = {}
+    variables = [recorded_variables(c) for c in choices]
+    for _ in range(repeat):  # (the first round also pays one-off costs: compilation's imports)
+        for i, choice in [(-1, None), *enumerate(choices)]:
+            seconds = marginal(S if i < 0 else every, choice)
+            loops[i] = min(loops.get(i, float("inf")), seconds)
+        for i, V in enumerate(variables):
+            floors[i] = min(floors.get(i, float("inf")), memory_floor(R, S, every, V)[0])
+    best = {i: loops[i] - loops[-1] for i in range(len(choices))}
+    print(f"recording every {every} steps, compiled, R = {R} × {S} steps: extra time over the loop "
+          f"without recording ({1e3 * loops[-1]:.1f} ms; steady state: 2S steps' loop less S steps'), against the memory floor (the records "
+          f"alone into fresh memory); best of {repeat} interleaved rounds")
+    print(f"{'record:':28s} {'V':>3s} {'extra (ms)':>11s} {'floor (ms)':>11s} {'× floor':>8s}")
+    for i, (choice, V) in enumerate(zip(choices, variables)):
+        name = "(default: all)" if choice is None else "[" + ", ".join(choice) + "]"
+        print(f"{name:28s} {V:3d} {1e3 * best[i]:11.1f} {1e3 * floors[i]:11.1f} "
+              f"{best[i] / floors[i]:8.2f}")
 
 
 def memory_floor(n_runs: int, steps: int, record_every: int, variables: int = 7,
@@ -114,11 +159,18 @@ def main() -> None:
     ap.add_argument("--hand-steps", type=int, default=2000)
     ap.add_argument("--cold", action="store_true", help="compile into an empty Inductor cache")
     ap.add_argument("--repeat", type=int, default=3, help="rounds; the best of each is kept")
+    ap.add_argument("--records", nargs="+", default=["all", "params,losses", "params"],
+                    help="record: choices to price against their floor (comma-separated groups)")
+    ap.add_argument("--records-only", action="store_true", help="only the record: choices' rows")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.cold:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="gamedyn-bench-inductor-")
     R, S, every = args.runs, args.steps, args.record_every
+    choices = [None if c == "all" else c.split(",") for c in args.records]
+    if args.records_only:
+        record_costs(R, S, every, choices, args.repeat)
+        return
 
     hand = hand_loop(args.hand_runs, args.hand_steps)
     rates: dict[tuple[str, int], tuple[float, float]] = {}
@@ -152,6 +204,7 @@ def main() -> None:
     print(f"memory floor: writing the {megabytes:.3g} MB of records into fresh "
           f"memory takes {1e3 * floor:.1f} ms = {100 * floor / loop:.0f}% of the compiled loop without "
           f"recording ({1e3 * loop:.1f} ms)")
+    record_costs(R, S, every, choices, args.repeat)
     for compile, sec in e2e.items():
         print(f"gamedyn run end to end (-j 1, --compile {compile}): {sec:.1f} s = "
               f"{R * S / sec:.3g} run-steps/s ({R * S / sec / hand:.0f}× the hand loop)")

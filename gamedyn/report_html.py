@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .results import STUDY_FILE, Results, atomic_write
+from .results import STUDY_FILE, Results, atomic_write, read_meta
 
 #: The page's file name in the results folder.
 REPORT_FILE = "report.html"
@@ -66,7 +66,7 @@ def _figure(png: Path, folder: Path) -> str:
 
 def _study(folder: Path, spec: dict) -> str:
     meta = folder / STUDY_FILE
-    doc = yaml.safe_load(meta.read_text()) if meta.exists() else {}
+    doc = read_meta(meta) if meta.exists() else {}
     resolved = yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100)
     source = (doc or {}).get("source")
     if not source:
