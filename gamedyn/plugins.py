@@ -49,6 +49,8 @@ def portable(obj: Any, named: dict[str, tuple[str, str]]) -> tuple[Any, dict[str
     Run ids hash this, not the absolute paths: the same study in another folder or clone has the
     same ids (resume works), while editing a network or data file the study names changes them (its
     old results are not reused)."""
+    if not named:  # no file named: nothing to put back (most studies; 10,000 runs walk twice)
+        return obj, {}
     digests: dict[str, str] = {}
 
     def walk(v: Any) -> Any:
