@@ -28,15 +28,21 @@ Behind flags (each run once, after the rows above; ``--extras-only`` skips those
   steps instead (the same structures and runs) and *extrapolates* to 3,000 steps: the batches' stepping loops
   (the runs table's ``wall_time``, summed, halved for two workers) scaled by 3,000 / 100, plus
   everything else as measured.
+- ``--cold-compile`` (target 5): one batch of each of :data:`COMPILED` (1,000 runs, ``--compile
+  on``) in a fresh process with an empty Inductor cache, its ``compile_time`` (tracing, Inductor,
+  the C++ compiler, loading; Inductor's imports included), as gamedyn compiles now against
+  ``GAMEDYN_ISA_PROBES=1`` (Inductor probing the CPU's vector instructions by compiling test
+  programs, as torch does by default and gamedyn did before), interleaved.
 
 Each figure of the default rows is the best of ``--repeat`` interleaved rounds. Usage:
 ``python benchmarks/bench_end_to_end.py [--repeat 3] [--runs 1000] [--steps 300]
-[--jax] [--multi] [--many [--quick]] [--extras-only]``.
+[--jax] [--multi] [--many [--quick]] [--cold-compile] [--extras-only]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -235,6 +241,36 @@ def many_structures(tmp: Path, quick: bool) -> dict[str, float]:
             f"of which stepping, {steps} steps": loops}
 
 
+#: Target 5's structures: (label, game, rule, optimizer), one compiled batch each.
+COMPILED = (("bilinear, simultaneous SGD", "bilinear", "simultaneous", {"name": "sgd", "lr": 0.01}),
+            ("Dirac-GAN, simultaneous SGD", "dirac", "simultaneous", {"name": "sgd", "lr": 0.01}),
+            ("Dirac-GAN, SGA with Adam", "dirac", {"name": "sga", "lam": 1.0},
+             {"name": "adam", "lr": 0.01}))
+
+#: A batch of one of :data:`COMPILED` compiled in this process; prints its compile time.
+COMPILE_ONE = ("import json, sys; from gamedyn import make_study; from gamedyn.batch import run_batch; "
+               "spec = json.loads(sys.argv[1]); (b,) = make_study(spec).batches(); "
+               "r = run_batch(b, None, compile='on').runs; "
+               "assert r['stepping'].iloc[0] == 'compiled', r['stepping_note'].iloc[0]; "
+               "print(r['compile_time'].iloc[0])")
+
+
+def cold_compile(tmp: Path) -> dict[str, float]:
+    """Target 5: each structure's cold compile time, now and with Inductor's ISA probes."""
+    result = {}
+    for label, game, rule, optimizer in COMPILED:
+        spec = {"name": "c", "game": game, "rules": [rule], "optimizer": optimizer,
+                "init": {"dist": "normal", "scale": 1.0}, "seeds": 1000, "steps": 200,
+                "record_every": 10, "max_batch": 1000}
+        for probes in ("0", "1"):
+            env = {**_fresh_env(tmp), "GAMEDYN_ISA_PROBES": probes}
+            out = subprocess.run([PY, "-c", COMPILE_ONE, json.dumps(spec)], cwd=ROOT, env=env,
+                                 check=True, capture_output=True, text=True)
+            key = f"{label}, {'ISA probes (before)' if probes == '1' else 'now'}"
+            result[key] = float(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def startup() -> dict[str, float]:
     return {"gamedyn list": _timed([PY, "-m", "gamedyn", "list"]),
             "import torch": _timed([PY, "-c", "import torch"])}
@@ -249,6 +285,8 @@ def main() -> None:
     ap.add_argument("--multi", action="store_true", help="target 6: 10 batches of 1,000 runs")
     ap.add_argument("--many", action="store_true", help="target 7: the many-structure study")
     ap.add_argument("--quick", action="store_true", help="--many with 100 steps, extrapolated")
+    ap.add_argument("--cold-compile", action="store_true",
+                    help="target 5: cold compile times, now and with Inductor's ISA probes")
     ap.add_argument("--extras-only", action="store_true", help="only the flagged measurements")
     args = ap.parse_args()
     best: dict[str, dict[str, float]] = {}
@@ -269,6 +307,8 @@ def main() -> None:
                 Path(tmp) / "r-multi" / "bilinear_10x1000", Path(tmp) / "multi.png")}
         if args.many:
             extras["many structures, 99 × 80 runs (s)"] = many_structures(Path(tmp), args.quick)
+        if args.cold_compile:
+            extras["cold compilation, 1,000 runs (s)"] = cold_compile(Path(tmp))
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs"
           + (f"; best of {args.repeat} interleaved rounds" if best else ""))
     for name, figures in best.items():
@@ -293,6 +333,11 @@ def main() -> None:
                       f"{v / targets[name]:6.2f}")
             else:
                 print(f"{label:44s} {k:34s} {v:8.2f}")
+        if name.startswith("cold compilation"):
+            for k, v in items[::2]:
+                before = figures[k.replace(", now", ", ISA probes (before)")]
+                print(f"{'':44s} {k.replace(', now', ''):34s} {before / v:8.2f}× cheaper "
+                      f"(issue 13's target: ≥ 3×)")
         if name in targets and base is not None:
             print(f"{'':44s} issue 13's target: gamedyn ≤ {targets[name]:.0f} s")
 

@@ -114,7 +114,8 @@ def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], re
             floors[i] = min(floors.get(i, float("inf")), memory_floor(R, S, every, V)[0])
     best = {i: loops[i] - loops[-1] for i in range(len(choices))}
     print(f"recording every {every} steps, compiled, R = {R} × {S} steps: extra time over the loop "
-          f"without recording ({1e3 * loops[-1]:.1f} ms; steady state: 2S steps' loop less S steps'), against the memory floor (the records "
+          f"without recording ({1e3 * loops[-1]:.1f} ms; steady state: 2S steps' loop less S "
+          f"steps'), against the memory floor (the records "
           f"alone into fresh memory); best of {repeat} interleaved rounds")
     print(f"{'record:':28s} {'V':>3s} {'extra (ms)':>11s} {'floor (ms)':>11s} {'× floor':>8s}")
     for i, (choice, V) in enumerate(zip(choices, variables)):

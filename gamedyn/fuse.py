@@ -24,7 +24,9 @@ Modes (``gamedyn run --compile``):
   is priced at :func:`eager_seconds` (operations × steps left, each operation at a dispatch cost
   plus a cost per run). Under :data:`AUTO_MIN_SECONDS` it stays eager; otherwise the chunk is
   traced, and compiled when a cold compilation, :data:`SECONDS_PER_NODE` × its graph's operations
-  (about 10 s for a 20-step bilinear chunk, 100 s for unrolled or SGA with Adam), would take less.
+  (conservative: measured cold, 2.7 s for a 20-step bilinear chunk of 1,000 runs, 22 s for SGA with
+  Adam, since :func:`gamedyn.torch_private.compile_graph` skips Inductor's ISA probes), would take
+  less.
   A chunk found in Inductor's cache loads in about a second instead, but counting on it would make
   the choice, and so the numbers, depend on what ran before.
 
@@ -68,7 +70,8 @@ MODES = ("auto", "on", "off")
 #: ``auto`` compiles when the remaining eager stepping would take longer than this (seconds).
 AUTO_MIN_SECONDS = 3.0
 #: Seconds of a cold compilation per operation of the traced chunk (measured on 2 cores: 7-11 ms for
-#: chunks of 500 to 6,000 operations); ``auto`` weighs it against the remaining eager stepping.
+#: chunks of 500 to 6,000 operations, with Inductor's ISA probes, which are now skipped: 3-5 ms; kept,
+#: so that ``auto`` steps shipped studies as before); weighed against the remaining eager stepping.
 SECONDS_PER_NODE = 0.01
 #: Seconds of an eager ATen operation: its dispatch (autograd included), and its work per run
 #: (measured on 2 cores: Dirac-GAN and x·y steps cost 2-5 µs an operation at R = 16 to 1,000).

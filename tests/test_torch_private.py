@@ -55,3 +55,33 @@ def test_without_the_private_api_the_batch_steps_eagerly_and_says_why(monkeypatc
     runs = run_batch(batch, study.thresholds, compile="on").runs
     assert (runs["stepping"] == "eager").all() and (runs["stepping_note"] == why).all()
     assert runs["final_distance"].equals(eager.runs["final_distance"])
+
+
+def test_compile_graph_skips_inductors_isa_probes_and_retries_with_them_on_failure(monkeypatch):
+    """While gamedyn compiles, Inductor takes the CPU's vector instructions as given (no test
+    programs built); a compilation that fails so is retried with the probes; both settings are
+    restored after; GAMEDYN_ISA_PROBES=1 leaves Inductor's probing as it is."""
+    from torch._inductor import compile_fx, config, cpu_vec_isa
+
+    probe = cpu_vec_isa.VecISA.check_build
+    seen = []
+
+    def fake_compile(gm, fakes):
+        seen.append((config.cpp.vec_isa_ok, cpu_vec_isa.VecISA.check_build is probe))
+        if len(seen) == 1 and fail:
+            raise RuntimeError("g++: error: unrecognized command-line option '-mamx-tile'")
+        return "compiled"
+
+    monkeypatch.setattr(compile_fx, "compile_fx_inner", fake_compile)
+    fakes = torch_private.fake_tensors([torch.zeros(2)])
+    fail = False
+    assert torch_private.compile_graph(None, fakes) == "compiled"
+    assert seen == [(True, False)]                      # no probes while compiling
+    fail, seen[:] = True, []
+    assert torch_private.compile_graph(None, fakes) == "compiled"
+    assert seen == [(True, False), (None, True)]        # the retry probes
+    assert config.cpp.vec_isa_ok is None and cpu_vec_isa.VecISA.check_build is probe
+    fail, seen[:] = False, []
+    monkeypatch.setenv("GAMEDYN_ISA_PROBES", "1")
+    torch_private.compile_graph(None, fakes)
+    assert seen == [(None, True)]
