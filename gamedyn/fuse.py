@@ -70,8 +70,9 @@ MODES = ("auto", "on", "off")
 #: ``auto`` compiles when the remaining eager stepping would take longer than this (seconds).
 AUTO_MIN_SECONDS = 3.0
 #: Seconds of a cold compilation per operation of the traced chunk (measured on 2 cores: 7-11 ms for
-#: chunks of 500 to 6,000 operations, with Inductor's ISA probes, which are now skipped: 3-5 ms; kept,
-#: so that ``auto`` steps shipped studies as before); weighed against the remaining eager stepping.
+#: chunks of 500 to 6,000 operations, with Inductor's ISA probes, which are now skipped: less, see
+#: README "Cold compilation"; kept, so that ``auto`` steps shipped studies as before); weighed against
+#: the remaining eager stepping.
 SECONDS_PER_NODE = 0.01
 #: Seconds of an eager ATen operation: its dispatch (autograd included), and its work per run
 #: (measured on 2 cores: Dirac-GAN and x·y steps cost 2-5 µs an operation at R = 16 to 1,000).
