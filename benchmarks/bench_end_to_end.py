@@ -24,7 +24,7 @@ Behind flags (each run once, after the rows above; ``--extras-only`` skips those
   cold cache, against the JAX script on 10,000 runs; and (target 4) its ``phase_plane`` figure
   drawn in a fresh process, against 1 s;
 - ``--many`` (target 7): ``benchmarks/many_structures.yaml`` (99 Dirac-GAN structures × 80 runs
-  in 33 batches × 3,000 steps), cold cache. It takes many minutes; ``--quick`` runs it with 100
+  in 11 batches × 3,000 steps), cold cache. It takes about a minute; ``--quick`` runs it with 100
   steps instead (the same structures and runs) and *extrapolates* to 3,000 steps: the batches' stepping loops
   (the runs table's ``wall_time``, summed, halved for two workers) scaled by 3,000 / 100, plus
   everything else as measured.
@@ -225,7 +225,7 @@ def multi_batch(tmp: Path) -> dict[str, float]:
 
 
 def many_structures(tmp: Path, quick: bool) -> dict[str, float]:
-    """Target 7: 99 Dirac-GAN structures × 80 runs (33 batches) × 3,000 steps (``--quick``: 100
+    """Target 7: 99 Dirac-GAN structures × 80 runs (11 batches) × 3,000 steps (``--quick``: 100
     steps, and an extrapolation to 3,000 that scales the measured stepping loops)."""
     spec = yaml.safe_load((ROOT / "benchmarks" / "many_structures.yaml").read_text())
     full, steps = spec["steps"], 100 if quick else spec["steps"]
