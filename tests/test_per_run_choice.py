@@ -33,16 +33,21 @@ def _study(loss, rule, regularizer="none"):
     ("cgd", "none"),
 ])
 def test_runs_of_mixed_losses_equal_runs_of_one_loss(rule, regularizer):
-    mixed = _study(LOSSES, rule, regularizer)
-    (batch,) = mixed.batches()                          # the three losses share one batch
+    _assert_as_alone(_study(LOSSES, rule, regularizer),  # the three losses share one batch
+                     [_study(loss, rule, regularizer) for loss in LOSSES])
+
+
+def _assert_as_alone(mixed, singles):
+    """``mixed`` is one batch, and each study of ``singles`` one batch whose runs are among it:
+    every run's columns (its own study's; timing aside) and trajectory are bit for bit the same."""
+    (batch,) = mixed.batches()
     together = run_batch(batch, mixed.thresholds, compile="off")
-    for loss in LOSSES:
-        single = _study(loss, rule, regularizer)
+    for single in singles:
         (alone_batch,) = single.batches()
         alone = run_batch(alone_batch, single.thresholds, compile="off")
         ids = list(alone.runs["run_id"])
         assert set(ids) <= set(together.runs["run_id"])   # the same runs (their ids)
-        mine = together.runs.set_index("run_id").loc[ids].reset_index()
+        mine = together.runs.set_index("run_id").loc[ids].reset_index()[alone.runs.columns]
         pd.testing.assert_frame_equal(mine.drop(columns=TIMING),
                                       alone.runs.drop(columns=TIMING), check_dtype=False)
         t = together.trajectories[together.trajectories["run_id"].isin(ids)]
@@ -82,19 +87,8 @@ def test_runs_of_mixed_regularizers_equal_runs_of_one_regularizer(rule):
     """none, R1 and R2 runs share one batch on the Dirac-GAN (its penalties' derivatives are in
     closed form), every run's numbers bit for bit those of a batch of its own regularizer, the
     unrolled rule's autograd path (through the look-ahead) included."""
-    mixed = _study(LOSSES, rule, REGULARIZERS_CHOSEN)
-    (batch,) = mixed.batches()
-    together = run_batch(batch, mixed.thresholds, compile="off")
-    for regularizer in REGULARIZERS_CHOSEN:
-        single = _study(LOSSES, rule, regularizer)
-        (alone_batch,) = single.batches()
-        alone = run_batch(alone_batch, single.thresholds, compile="off")
-        ids = list(alone.runs["run_id"])
-        mine = together.runs.set_index("run_id").loc[ids].reset_index()[alone.runs.columns]
-        pd.testing.assert_frame_equal(mine.drop(columns=TIMING),   # (the columns of its own study:
-                                      alone.runs.drop(columns=TIMING), check_dtype=False)  # γ not of none)
-        t = together.trajectories[together.trajectories["run_id"].isin(ids)]
-        np.testing.assert_array_equal(t["value"].to_numpy(), alone.trajectories["value"].to_numpy())
+    _assert_as_alone(_study(LOSSES, rule, REGULARIZERS_CHOSEN),
+                     [_study(LOSSES, rule, regularizer) for regularizer in REGULARIZERS_CHOSEN])
 
 
 def test_regularizers_share_batches_only_where_the_penalties_have_closed_forms():
