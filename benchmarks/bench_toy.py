@@ -94,8 +94,8 @@ def recorded_variables(record: list[str] | None) -> int:
 
 def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], repeat: int) -> None:
     """For each ``record:`` choice: the compiled loop's extra seconds for recording every ``every``
-    steps over S steps in the steady state (best of ``repeat`` interleaved rounds) against the memory
-    floor of its V variables."""
+    steps over S steps in the steady state (each round's against that round's loop without
+    recording; the median of ``repeat`` rounds) against the memory floor of its V variables."""
     def marginal(record_every: int, choice: list[str] | None) -> float:
         """Seconds that S more steps add to the loop (2S steps against S): the steady state,
         without one-off costs (tracing, the first chunk's call, allocating the recorder)."""
@@ -103,26 +103,28 @@ def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], re
             return R * steps / batched(R, steps, record_every, "on", choice)[0]
         return loop(2 * S) - loop(S)
 
-    loops: dict[int, float] = {}   # best marginal seconds: -1 without recording, else the choice's
+    extras: dict[int, list[float]] = {i: [] for i in range(len(choices))}  # per round, paired
     floors: dict[int, float] = {}
+    bare: list[float] = []
     variables = [recorded_variables(c) for c in choices]
-    for _ in range(repeat):  # (the first round also pays one-off costs: compilation's imports)
-        for i, choice in [(-1, None), *enumerate(choices)]:
-            seconds = marginal(S if i < 0 else every, choice)
-            loops[i] = min(loops.get(i, float("inf")), seconds)
-        for i, V in enumerate(variables):
-            floors[i] = min(floors.get(i, float("inf")), memory_floor(R, S, every, V)[0])
-    best = {i: loops[i] - loops[-1] for i in range(len(choices))}
-    print(f"recording every {every} steps, compiled, R = {R} × {S} steps: extra time over the loop "
-          f"without recording ({1e3 * loops[-1]:.1f} ms; steady state: 2S steps' loop less S "
-          f"steps'), against the memory floor (the records "
-          f"alone into fresh memory); best of {repeat} interleaved rounds")
-    print(f"{'record:':28s} {'V':>3s} {'extra (ms)':>11s} {'floor (ms)':>11s} {'× floor':>8s}")
+    for r in range(repeat + 1):  # round 0 warms up (compilation's imports, first calls): dropped
+        base = marginal(S, None)
+        for i, choice in enumerate(choices):
+            if r:
+                extras[i].append(marginal(every, choice) - base)
+            floors[i] = min(floors.get(i, float("inf")), memory_floor(R, S, every, variables[i])[0])
+        bare.append(base)
+    print(f"recording every {every} steps, compiled, R = {R} × {S} steps: the loop's extra time for "
+          f"recording (steady state: 2S steps' loop less S steps', less the same without recording, "
+          f"{1e3 * float(np.median(bare[1:])):.1f} ms), against the memory floor (the records alone "
+          f"into fresh memory); median and range of {repeat} interleaved rounds")
+    print(f"{'record:':28s} {'V':>3s} {'extra (ms)':>11s} {'range (ms)':>15s} {'floor (ms)':>11s} "
+          f"{'× floor':>8s}")
     for i, (choice, V) in enumerate(zip(choices, variables)):
         name = "(default: all)" if choice is None else "[" + ", ".join(choice) + "]"
-        print(f"{name:28s} {V:3d} {1e3 * best[i]:11.1f} {1e3 * floors[i]:11.1f} "
-              f"{best[i] / floors[i]:8.2f}")
-
+        mid, lo, hi = np.median(extras[i]), min(extras[i]), max(extras[i])
+        print(f"{name:28s} {V:3d} {1e3 * mid:11.1f} {f'{1e3 * lo:.1f} … {1e3 * hi:.1f}':>15s} "
+              f"{1e3 * floors[i]:11.1f} {mid / floors[i]:8.2f}")
 
 def memory_floor(n_runs: int, steps: int, record_every: int, variables: int = 7,
                  per_block: int = 2) -> tuple[float, float]:
