@@ -58,5 +58,16 @@ class Bilinear(Game):
             ay, atx = y @ self.matrix.T, x @ self.matrix
         return {"gen": {"x": ay}, "disc": {"y": -atx}}
 
+    def hessians(self, params: Params) -> dict[str, Tensor] | None:
+        """In z = (x, y): L's Hessian is [[0, A], [Aᵀ, 0]] (the gen's loss), −that (the disc's), the
+        same for every run; up to :data:`SMALL_DIM` (above it, autograd's products, which never
+        form the R × (2·dim)² matrices)."""
+        if self.dim > SMALL_DIM:
+            return None
+        zero = torch.zeros_like(self.matrix)
+        h = torch.cat([torch.cat([zero, self.matrix], 1), torch.cat([self.matrix.T, zero], 1)], 0)
+        h = h.expand(params["gen"]["x"].shape[0], -1, -1)
+        return {"gen": h, "disc": -h}
+
     def equilibrium(self) -> Params:
         return self.zeros()
