@@ -97,3 +97,16 @@ def test_regularizers_share_batches_only_where_the_penalties_have_closed_forms()
     spec = {"name": "c", "game": {"name": "gan1d", "discriminator": "learned"}, "rules": ["simultaneous"],
             "regularizer": REGULARIZERS_CHOSEN, "optimizer": {"name": "sgd"}, "steps": 5}
     assert len(make_study(spec).batches()) == 3   # autograd penalties: a none run stays cheap
+
+
+def test_mixed_regularizers_compile_and_agree_with_eager_stepping():
+    """The per-run penalties and their closed-form Hessians trace (nothing in place): SGA's mixed
+    none/R1/R2 batch compiles, and agrees with eager stepping to rounding."""
+    study = _study(LOSSES, {"name": "sga", "lam": 1.0}, REGULARIZERS_CHOSEN)
+    (batch,) = study.batches()
+    on = run_batch(batch, study.thresholds, compile="on")
+    off = run_batch(batch, study.thresholds, compile="off")
+    assert (on.runs["stepping"] == "compiled").all(), on.runs["stepping_note"].iloc[0]
+    np.testing.assert_allclose(on.trajectories["value"], off.trajectories["value"], rtol=1e-12,
+                               atol=1e-14)
+    assert on.runs["dynamics"].tolist() == off.runs["dynamics"].tolist()

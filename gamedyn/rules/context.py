@@ -163,9 +163,9 @@ class Context:
             return None
         at = self.game.coordinates(params)
         for player, (_, h) in extra.items():
-            pad = torch.zeros_like(hessians[player])
-            pad[:, at[player], at[player]] = h
-            hessians = {**hessians, player: hessians[player] + pad}
+            n, sl = hessians[player].shape[-1], at[player]
+            pad = torch.nn.functional.pad(h, (sl.start, n - sl.stop, sl.start, n - sl.stop))
+            hessians = {**hessians, player: hessians[player] + pad}  # (not in place: fusion)
         return hessians
 
     def _field_jacobian(self, params: Params) -> Tensor | None:
