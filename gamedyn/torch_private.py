@@ -14,9 +14,9 @@ and guards every call. So these private names are used, and nowhere else than he
 - ``torch._ops.OpOverload`` (its schema's ``is_mutable``): refusing in-place steps;
 - ``torch._inductor.compile_fx.compile_fx_inner`` under ``torch._guards.tracing`` /
   ``TracingContext``: compiling (and loading from Inductor's FX-graph cache);
-- ``torch._inductor.config.cpp.vec_isa_ok``, ``torch._inductor.cpu_vec_isa.valid_vec_isa_list``
-  and ``VecISA.check_build``: the CPU's vector instructions without Inductor's probes
-  (:func:`compile_graph`);
+- ``torch._inductor.config.cpp.vec_isa_ok``, ``torch._inductor.cpu_vec_isa.valid_vec_isa_list``,
+  ``supported_vec_isa_list`` and ``VecISA.check_build``: the CPU's vector instructions without
+  Inductor's probes (:func:`compile_graph`);
 - ``torch.utils._python_dispatch.TorchDispatchMode``: counting the ATen operations of an eager
   step, which ``auto`` prices (:func:`count_ops`).
 
@@ -54,6 +54,7 @@ COMPILING = (
     ("torch._inductor.config", "cpp"),
     ("torch._inductor.cpu_vec_isa", "valid_vec_isa_list"),
     ("torch._inductor.cpu_vec_isa", "VecISA"),
+    ("torch._inductor.cpu_vec_isa", "supported_vec_isa_list"),
 )
 
 
@@ -146,11 +147,22 @@ def compile_graph(gm: torch.fx.GraphModule, fakes: list[torch.Tensor]
     except Exception:
         cpu_vec_isa.VecISA.check_build = probe
         config.cpp.vec_isa_ok = None
-        cpu_vec_isa.valid_vec_isa_list.cache_clear()  # (the list found without probing)
+        _forget_isa(cpu_vec_isa)
         return run()
     finally:
         cpu_vec_isa.VecISA.check_build = probe
         config.cpp.vec_isa_ok = None
+
+
+def _forget_isa(cpu_vec_isa: Any) -> None:
+    """Clear what Inductor cached of the instruction sets found without probing: the list, and
+    each instruction set's cached answer (its ``__bool__`` and the like), so that they are probed."""
+    cpu_vec_isa.valid_vec_isa_list.cache_clear()
+    for isa in cpu_vec_isa.supported_vec_isa_list:
+        for cls in type(isa).__mro__:
+            for method in vars(cls).values():
+                if hasattr(method, "cache_clear"):
+                    method.cache_clear()
 
 
 def count_ops(fn: Callable[[], Any]) -> tuple[Any, int]:

@@ -3,6 +3,7 @@ missing or untested instead of falling back silently."""
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 
@@ -77,9 +78,13 @@ def test_compile_graph_skips_inductors_isa_probes_and_retries_with_them_on_failu
     fail = False
     assert torch_private.compile_graph(None, fakes) == "compiled"
     assert seen == [(True, False)]                      # no probes while compiling
+    avx2 = next(i for i in cpu_vec_isa.supported_vec_isa_list if str(i) == "avx2")
     fail, seen[:] = True, []
+    monkeypatch.setattr(cpu_vec_isa.VecAVX2, "__bool__", functools.cache(lambda self: False))
+    bool(avx2)                                          # an answer cached (as while not probing)
     assert torch_private.compile_graph(None, fakes) == "compiled"
-    assert seen == [(True, False), (None, True)]        # the retry probes
+    assert seen == [(True, False), (None, True)]        # the retry probes,
+    assert cpu_vec_isa.VecAVX2.__bool__.cache_info().currsize == 0   # forgetting cached answers
     assert config.cpp.vec_isa_ok is None and cpu_vec_isa.VecISA.check_build is probe
     fail, seen[:] = False, []
     monkeypatch.setenv("GAMEDYN_ISA_PROBES", "1")

@@ -189,4 +189,3 @@ class SampleGame(Game):
     def losses(self, params: Params) -> dict[str, Tensor]:
         n_runs = tree.n_runs(params["gen"])
         return self.objective(params, self.real_samples(n_runs), self.fake_samples(params))
-

@@ -77,11 +77,11 @@ class PenaltyChoice(Regularizer):
                              per_run=True)}
 
     @classmethod
-    def of(cls, configs: list[dict], dtype, device: str) -> PenaltyChoice:
+    def of(cls, configs: list[dict], dtype: torch.dtype, device: str) -> PenaltyChoice:
         return cls.build([{"choice": c["name"], "gamma": c.get("gamma", 0.0)} for c in configs],
                          dtype, device)
 
-    def setup(self, dtype, device) -> None:
+    def setup(self, dtype: torch.dtype, device: str) -> None:
         super().setup(dtype, device)
         self.changes_losses = self.choice != "none"  # (an instance's own: a Choice is never "none")
         self._chosen = {"r1": R1(gamma=self.gamma), "r2": R2(gamma=self.gamma)}
