@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from gamedyn import StudyError, make_study
+from gamedyn import StudyError, make_study, tree
 from gamedyn.batch import run_batch
 from gamedyn.games import GAMES
 from gamedyn.games.base import Game
@@ -189,3 +189,37 @@ def test_bilinear_second_order_runs_with_closed_forms_equal_autograds(monkeypatc
         pd.testing.assert_series_equal(a.trajectories["value"], b.trajectories["value"],
                                        rtol=1e-10, atol=1e-12)
         assert a.runs["dynamics"].tolist() == b.runs["dynamics"].tolist()
+
+
+@pytest.mark.parametrize("reg", ["none", "r1", "r2"])
+def test_differentiable_closed_forms_have_autograds_derivatives(reg, monkeypatch):
+    """Where a game's closed-form field is differentiable (the Dirac-GAN, bilinear), a context
+    that differentiates again (create_graph: unrolling, the stability analysis) uses it: its
+    values and its derivatives (Jᵀv for a random v) are autograd's through the (penalised) losses,
+    to rounding; the penalties' closed forms included."""
+    from gamedyn.regularizers import REGULARIZERS
+    from gamedyn.rules import Context
+
+    cases = [("dirac", {"loss": loss}) for loss in ("gan", "nsgan", "wgan")]
+    if reg == "none":
+        cases += [("bilinear", {"dim": 3, "A": "random", "A_seed": 2})]
+    assert all(GAMES.get(name).differentiable_gradients for name, _ in cases)
+    for name, cfg in cases:
+        cls = GAMES.get(name)
+        full = cls.resolve(cfg, "game")
+        game = cls.build([full] * 40, T, "cpu")
+        regularizer = REGULARIZERS.get(reg).build([{"gamma": 0.7}] * 40 if reg != "none" else
+                                                  [{}] * 40, T, "cpu")
+        params = {p: {k: v.requires_grad_() for k, v in named.items()}
+                  for p, named in _points(game).items()}
+        v = {p: {k: torch.randn_like(x) for k, x in named.items()} for p, named in params.items()}
+
+        found = []
+        for differentiable in (True, False):  # the closed form, then autograd's
+            monkeypatch.setattr(cls, "differentiable_gradients", differentiable)
+            xi = Context(game, {}, create_graph=True, regularizer=regularizer).grad(params)
+            jtv = torch.autograd.grad(tree.vdot(xi, v).sum(), tree.leaves(params))
+            found.append(([x.detach() for x in tree.leaves(xi)], jtv))
+        closed, autograd = found
+        for a, b in zip([*closed[0], *closed[1]], [*autograd[0], *autograd[1]]):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14, msg=f"{name} {cfg} {reg}")

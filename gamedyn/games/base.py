@@ -35,6 +35,11 @@ class Game(Component):
     """
 
     players: ClassVar[tuple[str, ...]] = ("gen", "disc")
+    #: Whether :meth:`gradients` (and a sample game's :meth:`SampleGame.input_grad_sq_derivatives`)
+    #: are differentiable torch expressions of the parameters, exact as functions (not only as
+    #: values): then they are used where the field is differentiated again too (unrolling, the
+    #: stability analysis, Lyapunov exponents) instead of a double backward pass through the losses.
+    differentiable_gradients: ClassVar[bool] = False
     #: Per-run random streams (:class:`gamedyn.random.Streams`), bound by the batch before stepping;
     #: a stochastic game draws its samples from ``self.rng`` so that each run's noise is its own.
     rng: Streams | None = None
@@ -63,9 +68,10 @@ class Game(Component):
         """Each player's gradient of its own loss in its own parameters, in closed form, or None
         (the default: autograd differentiates :meth:`losses`). A closed form skips building and
         running the backward graph, which is most of an eager step of a toy game. It is used for
-        plain gradients only — never where they are differentiated again (Hessian-vector products,
-        the stability analysis) nor under a regularizer that changes the losses — and
-        ``tests/test_closed_form.py`` checks every game's against autograd."""
+        plain gradients, under no regularizer or one whose penalty has closed-form derivatives
+        (:meth:`gamedyn.regularizers.Regularizer.derivatives`), and where they are differentiated
+        again only if :attr:`differentiable_gradients` says so; ``tests/test_closed_form.py``
+        checks every game's against autograd (values, and derivatives where differentiable)."""
         return None
 
     def hessians(self, params: Params) -> dict[str, Tensor] | None:

@@ -28,6 +28,7 @@ class Bilinear(Game):
         "A": Param(str, "identity", "the coupling matrix", choices=("identity", "random")),
         "A_seed": Param(int, 0, "seed of A when A is random"),
     }
+    differentiable_gradients = True
 
     def setup(self, dtype: torch.dtype, device: str) -> None:
         super().setup(dtype, device)
@@ -50,8 +51,8 @@ class Bilinear(Game):
         return {"gen": value, "disc": -value}
 
     def gradients(self, params: Params) -> Params:
-        """∇_x L = Ay, ∇_y (−L) = −Aᵀx."""
-        x, y = params["gen"]["x"].detach(), params["disc"]["y"].detach()
+        """∇_x L = Ay, ∇_y (−L) = −Aᵀx (differentiable in x and y)."""
+        x, y = params["gen"]["x"], params["disc"]["y"]
         if self.dim <= SMALL_DIM:
             ay, atx = (self.matrix * y[:, None, :]).sum(2), (x[:, :, None] * self.matrix).sum(1)
         else:

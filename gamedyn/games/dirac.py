@@ -30,6 +30,7 @@ class Dirac(SampleGame):
     params = {
         "loss": Param(str, "gan", "objective", choices=costs.GAN_LOSSES, per_run=True),
     }
+    differentiable_gradients = True
 
     def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
         return {"gen": {"theta": ()}, "disc": {"psi": ()}}
@@ -54,8 +55,9 @@ class Dirac(SampleGame):
     def gradients(self, params: Params) -> Params:
         """With t = ψθ and f′(t) = σ(−t) (gan, nsgan; :func:`gamedyn.costs.sigmoid`, exact at any t)
         or 1 (wgan): ∇_θ L_gen = ψ f′(t) (gan, wgan), ψ f′(−t) (nsgan); ∇_ψ L_disc = −θ f′(t).
-        A per-run loss (:class:`~gamedyn.component.Choice`) gives each run its own loss's."""
-        theta, psi = params["gen"]["theta"].detach(), params["disc"]["psi"].detach()
+        A per-run loss (:class:`~gamedyn.component.Choice`) gives each run its own loss's.
+        Differentiable in θ and ψ (:attr:`differentiable_gradients`)."""
+        theta, psi = params["gen"]["theta"], params["disc"]["psi"]
         if isinstance(self.loss, Choice):
             return self.loss.select(lambda name, m: self._gradients(name, theta, psi))
         return self._gradients(self.loss, theta, psi)
@@ -97,8 +99,8 @@ class Dirac(SampleGame):
 
     def input_grad_sq_derivatives(self, params: Params, on: str) -> tuple[Tensor, Tensor]:
         """One sample of weight 1 (real: x = 0; fake: x = θ), where ‖∇_x D_ψ(x)‖² = ψ² as at every
-        x: gradient 2ψ and Hessian 2 in ψ."""
-        psi = params["disc"]["psi"].detach()
+        x: gradient 2ψ and Hessian 2 in ψ (differentiable in ψ)."""
+        psi = params["disc"]["psi"]
         return (2 * psi)[:, None], torch.full_like(psi, 2.0)[:, None, None]
 
     def equilibrium(self) -> Params:

@@ -136,15 +136,20 @@ class Context:
 
     def _closed_form(self, params: Params) -> Params | None:
         """The game's closed-form gradients (:meth:`Game.gradients`) where they are what autograd
-        would give: not differentiated again, and the losses the game's own or penalised by a
-        regularizer with closed-form derivatives (:meth:`Regularizer.derivatives`)."""
-        if self.create_graph or (grads := self.game.gradients(params)) is None:
+        would give: the losses the game's own or penalised by a regularizer with closed-form
+        derivatives (:meth:`Regularizer.derivatives`), and, with ``create_graph``, a game whose
+        closed forms are differentiable (:attr:`Game.differentiable_gradients`; then they are
+        functions of ``params``, else constants)."""
+        if self.create_graph and not self.game.differentiable_gradients:
             return None
-        if (extra := self._penalty(params)) is None:
-            return None
-        for player, (g, _) in extra.items():
-            more = tree.unravel(g, params[player])
-            grads = {**grads, player: {k: v + more[k] for k, v in grads[player].items()}}
+        with torch.set_grad_enabled(self.create_graph):
+            if (grads := self.game.gradients(params)) is None:
+                return None
+            if (extra := self._penalty(params)) is None:
+                return None
+            for player, (g, _) in extra.items():
+                more = tree.unravel(g, params[player])
+                grads = {**grads, player: {k: v + more[k] for k, v in grads[player].items()}}
         return grads
 
     def _penalty(self, params: Params) -> dict[str, tuple[Tensor, Tensor]] | None:
