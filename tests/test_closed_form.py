@@ -71,12 +71,20 @@ def test_runs_stepped_with_the_closed_form_equal_autograds_to_rounding(loss, mon
                         "rules": ["simultaneous", {"name": "alternating", "disc_steps": 2}],
                         "optimizer": {"name": "sgd", "lr": 0.2}, "seeds": 3, "steps": 60,
                         "record_every": 3, "init": {"dist": "normal", "scale": 2.0}})
+    _assert_steps_as_autograd(study, monkeypatch, "dirac", ["gradients"], 1e-12, 1e-14)
+
+
+def _assert_steps_as_autograd(study, monkeypatch, game: str, closed_forms: list[str],
+                              rtol: float, atol: float) -> None:
+    """``study``'s runs stepped with ``game``'s closed forms, against the same runs with those
+    methods returning None (autograd's instead): trajectories to rounding, labels equal."""
     closed = [run_batch(b, study.thresholds, compile="off") for b in study.batches()]
-    monkeypatch.setattr(GAMES.get("dirac"), "gradients", lambda self, params: None)
+    for name in closed_forms:
+        monkeypatch.setattr(GAMES.get(game), name, lambda self, *args: None)
     plain = [run_batch(b, study.thresholds, compile="off") for b in study.batches()]
     for a, b in zip(closed, plain):
         pd.testing.assert_series_equal(a.trajectories["value"], b.trajectories["value"],
-                                       rtol=1e-12, atol=1e-14)
+                                       rtol=rtol, atol=atol)
         assert a.runs["dynamics"].tolist() == b.runs["dynamics"].tolist()
 
 
@@ -166,14 +174,8 @@ def test_second_order_rules_stepped_with_closed_forms_equal_autograds(reg, monke
             "optimizer": {"name": "sgd", "lr": 0.1}, "seeds": 2, "steps": 30, "record_every": 3,
             "init": {"dist": "normal", "scale": 2.0}}
     study = make_study(spec)
-    closed = [run_batch(b, study.thresholds, compile="off") for b in study.batches()]
-    monkeypatch.setattr(GAMES.get("dirac"), "hessians", lambda self, params: None)
-    monkeypatch.setattr(GAMES.get("dirac"), "input_grad_sq_derivatives", lambda self, p, on: None)
-    plain = [run_batch(b, study.thresholds, compile="off") for b in study.batches()]
-    for a, b in zip(closed, plain):
-        pd.testing.assert_series_equal(a.trajectories["value"], b.trajectories["value"],
-                                       rtol=1e-9, atol=1e-12)
-        assert a.runs["dynamics"].tolist() == b.runs["dynamics"].tolist()
+    _assert_steps_as_autograd(study, monkeypatch, "dirac",
+                              ["hessians", "input_grad_sq_derivatives"], 1e-9, 1e-12)
 
 
 def test_bilinear_second_order_runs_with_closed_forms_equal_autograds(monkeypatch):
@@ -181,14 +183,7 @@ def test_bilinear_second_order_runs_with_closed_forms_equal_autograds(monkeypatc
             "rules": ["cgd", {"name": "sga", "lam": 1.0}, {"name": "consensus", "gamma": 1.0}],
             "optimizer": {"name": "sgd", "lr": [0.1, 0.3]}, "seeds": 2, "steps": 80,
             "record_every": 4}
-    study = make_study(spec)
-    closed = [run_batch(b, study.thresholds, compile="off") for b in study.batches()]
-    monkeypatch.setattr(GAMES.get("bilinear"), "hessians", lambda self, params: None)
-    plain = [run_batch(b, study.thresholds, compile="off") for b in study.batches()]
-    for a, b in zip(closed, plain):
-        pd.testing.assert_series_equal(a.trajectories["value"], b.trajectories["value"],
-                                       rtol=1e-10, atol=1e-12)
-        assert a.runs["dynamics"].tolist() == b.runs["dynamics"].tolist()
+    _assert_steps_as_autograd(make_study(spec), monkeypatch, "bilinear", ["hessians"], 1e-10, 1e-12)
 
 
 @pytest.mark.parametrize("reg", ["none", "r1", "r2"])
