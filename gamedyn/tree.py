@@ -149,10 +149,11 @@ def zeros_like(tree: Tree, requires_grad: bool = False) -> Tree:
     return map(lambda x: torch.zeros_like(x, requires_grad=requires_grad), tree)
 
 
-def ravel(tree: Tree) -> Tensor:
+def ravel(tree: Tree, like: Tree | None = None) -> Tensor:
     """The tensors of ``tree`` concatenated per run: ``[R, n]``, n the coordinates of one run (each
-    leaf ``[R, ...]`` flattened in row-major order, leaves in :func:`leaves` order)."""
-    return torch.cat([x.reshape(x.shape[0], -1) for x in leaves(tree)], 1)
+    leaf ``[R, ...]`` flattened in row-major order, leaves in :func:`leaves` order, ``like``'s keys'
+    when given)."""
+    return torch.cat([x.reshape(x.shape[0], -1) for x in leaves(tree, like)], 1)
 
 
 def split(flat: Tensor, shapes: Iterable[tuple[int, ...]]) -> list[Tensor]:

@@ -87,18 +87,14 @@ class PenaltyChoice(Regularizer):
         self._chosen = {"r1": R1(gamma=self.gamma), "r2": R2(gamma=self.gamma)}
 
     def _pick(self, compute):
+        """``compute(regularizer)`` of each chosen penalty, picked per run (a none run's: zeros)."""
         if isinstance(self.choice, str):
             return {} if self.choice == "none" else compute(self._chosen[self.choice])
-        out = None
-        for name in self.choice.names:
-            if name == "none":
-                continue
-            part = compute(self._chosen[name])
-            if part is None:
-                return None
-            mask = self.choice.mask(name)
-            out = tree.where(mask, part, tree.map(torch.zeros_like, part) if out is None else out)
-        return out
+        parts = {name: compute(self._chosen[name]) for name in self.choice.names if name != "none"}
+        if any(part is None for part in parts.values()):
+            return None
+        zero = tree.map(torch.zeros_like, next(iter(parts.values())))
+        return self.choice.select(lambda name, mask: parts.get(name, zero))
 
     def penalty(self, game, params):
         return self._pick(lambda reg: reg.penalty(game, params))

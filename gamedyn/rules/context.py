@@ -186,8 +186,7 @@ class Context:
                  cols: Iterable[str]) -> Params:
         """``matrix`` [R, m, n] times ``vector``'s coordinates of the players ``cols`` (laid out as
         ``params``' and :meth:`Game.coordinates`), as a tree of ``params``' players ``rows``."""
-        flat = torch.cat([vector[p][k].reshape(vector[p][k].shape[0], -1)
-                          for p in cols for k in params[p]], 1)
+        flat = tree.ravel(vector, like={p: params[p] for p in cols})
         out = torch.bmm(matrix, flat[:, :, None])[:, :, 0]
         return tree.unravel(out, {p: params[p] for p in rows})
 
