@@ -93,6 +93,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import runaxis
 from .component import Param
 from .diagnose import masked_slope, oscillation
 
@@ -162,7 +163,7 @@ def mode_metrics(x: Tensor, means: Tensor, sigma: float, radius: float = 3.0) ->
     onehot = torch.zeros(R, n, K, dtype=x.dtype, device=x.device).scatter_(2, idx[..., None], 1.0)
     hist = onehot.mean(1)                                               # [R, K]
     mass = (onehot * good[..., None]).mean(1)                           # [R, K]
-    plogp = torch.where(hist > 0, hist * torch.log(hist * K), torch.zeros_like(hist))
+    plogp = torch.where(hist > 0, hist * runaxis.whole_blocks(torch.log, hist * K), torch.zeros_like(hist))
     return {"modes": (mass > 0).sum(1).to(x.dtype), "high_quality": good.mean(1),
             "kl": plogp.sum(1), "hist": hist, "hq_mass": mass}
 
@@ -479,7 +480,8 @@ def class_metrics(x: Tensor, coef: Tensor, intercept: Tensor, prior: Tensor, hol
     R, n, C = logits.shape
     onehot = torch.zeros_like(logits).scatter_(2, logits.argmax(-1, keepdim=True), 1.0)
     hist = onehot.mean(1)                                               # [R, C]
-    plogp = torch.where(hist > 0, hist * torch.log(hist / prior), torch.zeros_like(hist))
+    plogp = torch.where(hist > 0, hist * runaxis.whole_blocks(torch.log, hist / prior),
+                        torch.zeros_like(hist))
     top = torch.softmax(logits, -1).amax(-1)                            # [R, n]
     return {"hist": hist, "classes_covered": (hist >= hold_fraction / C).sum(1).to(x.dtype),
             "class_kl": plogp.sum(1), "confident": (top >= confidence).to(x.dtype).mean(1)}

@@ -41,6 +41,12 @@ def kept(variables: list[str], n_coords: int, record: list[str] | None) -> list[
     return [i for i, v in enumerate(variables) if v in record or group_of(v, i, n_coords) in record]
 
 
+def _norm(flat: torch.Tensor) -> torch.Tensor:
+    """Each run's Euclidean norm of ``flat`` [R, n]: |x| for one element, whose reduction would
+    vectorise across runs (:mod:`gamedyn.alignment`)."""
+    return flat[:, 0].abs() if flat.shape[1] == 1 else flat.norm(dim=1)
+
+
 def _root_sum(squares: list[torch.Tensor]) -> torch.Tensor:
     """√(Σ squares), summed from the first term (no Python 0 to add)."""
     total = squares[0]
@@ -119,7 +125,7 @@ class Recorder:
             for name, p in named.items():
                 flat = p.detach().reshape(R, -1)
                 key = f"{player}.{name}"
-                cols[key] = flat if self._small[player] else flat.norm(dim=1)
+                cols[key] = flat if self._small[player] else _norm(flat)
         with torch.enable_grad(), self.game.using(self.rng):
             detached = {pl: {k: v.detach() for k, v in named.items()} for pl, named in params.items()}
             drawn = self.rng.counter if self.rng is not None else None

@@ -40,7 +40,7 @@ compiled chunks (:mod:`gamedyn.fuse`) are reused across them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import torch
@@ -53,22 +53,43 @@ PARALLEL_MIN_RUNS = 32768
 T = TypeVar("T")
 
 
+def block_bytes() -> int:
+    """Bytes in one block of this CPU's vectorised elementwise loops (:data:`BLOCK_BYTES`)."""
+    return BLOCK_BYTES.get(torch.backends.cpu.get_cpu_capability(), 512)
+
+
 def run_align() -> int:
     """Runs per alignment unit: the float32 elements in one vector-loop block of this CPU's kernels."""
-    return BLOCK_BYTES.get(torch.backends.cpu.get_cpu_capability(), 512) // 4
+    return block_bytes() // 4
 
 
-def padded_size(n_runs: int) -> int:
-    """The number of runs a batch of ``n_runs`` is stepped as: the next multiple of :func:`run_align`."""
+def padded_size(n_runs: int, align: int | None = None) -> int:
+    """The number of runs a batch of ``n_runs`` is stepped as: the next multiple of ``align``
+    (default :func:`run_align`; at least 2, so that no kernel sees a run axis of one)."""
     if n_runs < 1:
         raise ValueError(f"a batch needs at least one run, got {n_runs}")
-    a = run_align()
-    return -(-n_runs // a) * a
+    a = align or run_align()
+    return max(2, -(-n_runs // a) * a)
 
 
-def pad(items: Sequence[T]) -> list[T]:
+def pad(items: Sequence[T], align: int | None = None) -> list[T]:
     """``items`` followed by copies of its last item, :func:`padded_size` in all."""
-    return list(items) + [items[-1]] * (padded_size(len(items)) - len(items))
+    return list(items) + [items[-1]] * (padded_size(len(items), align) - len(items))
+
+
+def whole_blocks(fn: Callable[..., torch.Tensor], *xs: torch.Tensor) -> torch.Tensor:
+    """``fn(*xs)`` for small per-run tensors ``xs`` (all [R] or all [R, k]), elementwise, computed
+    with each run's row widened to whole vector-loop blocks (by copies of its last element): every
+    element is in a loop's vector body whatever R is, so an operation whose vector and scalar code
+    round differently (``pow``, ``log``) gives a run the same bits in any batch without padding the
+    batch (:mod:`gamedyn.alignment`)."""
+    flat = xs[0].dim() == 1
+    rows = [x.unsqueeze(-1) if flat else x for x in xs]
+    k = rows[0].shape[-1]
+    block = block_bytes() // rows[0].element_size()
+    wide = [torch.cat([x, x[..., -1:].expand(*x.shape[:-1], -k % block)], -1) for x in rows]
+    out = fn(*wide)[..., :k]
+    return out[..., 0] if flat else out
 
 
 def aligned_batch(n_runs: int) -> int:
