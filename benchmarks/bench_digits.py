@@ -35,9 +35,10 @@ calls' one-off costs), each path's best round reported:
   writes nothing), and cannot be interleaved chunk by chunk; ``--run-study`` times it once, after
   the rounds.
 
-gamedyn steps a batch of R runs as ``gamedyn.runaxis.padded_size(R)`` runs (a multiple of 32 on an
-AVX-512 CPU, so that a run's numbers do not depend on its batch-mates): 8 seeds cost what 32 do, and
-the line under the FLOP count says so.
+gamedyn steps a batch of R runs padded to a multiple of the alignment its operations need
+(``gamedyn.batch.alignment``, so that a run's numbers do not depend on its batch-mates): for these
+networks none, so 8 seeds are stepped as 8 (the whole vector block, 32 runs on an AVX-512 CPU,
+where the step needs more); the line under the FLOP count says which.
 
 Reported: run-steps per second (runs × steps / seconds) and the speed-up over the plain loop;
 achieved GFLOP/s, counting 3 × the forward FLOPs of G on 64 latents and D on 128 samples per
@@ -79,6 +80,7 @@ from _common import Progress, interleaved, matmul_gflops, own_threads, paced_bat
 from digits_mlp import Discriminator, Generator  # noqa: E402
 
 from gamedyn import fit, runaxis  # noqa: E402
+from gamedyn.batch import alignment as batch_alignment  # noqa: E402
 from gamedyn.data import digits  # noqa: E402
 from gamedyn.orchestrate import run_study  # noqa: E402
 from gamedyn.study import make_study  # noqa: E402
@@ -240,9 +242,11 @@ def report(rounds: list[dict[str, float]], plains: list[str], R: int, S: int, fl
           f"(bmm {R}×[64,64]@[64,64])")
     print(f"model FLOPs per run-step: {flops / 1e6:.2f} MFLOP (3 × forward of G and D; GFLOP/s below "
           f"count the {R} runs asked for)")
-    print(f"gamedyn steps the batch as {runaxis.padded_size(R)} runs: the run axis is padded to a "
-          f"multiple of {runaxis.run_align()} on this CPU ({torch.backends.cpu.get_cpu_capability()}; "
-          f"gamedyn.runaxis), so that no run's numbers depend on its batch-mates")
+    align = batch_alignment(make_study(study_spec(R, S, args.record_every), source=str(STUDY)).runs)
+    print(f"gamedyn steps the batch as {runaxis.padded_size(R, align)} runs: the run axis is padded "
+          f"to a multiple of {align or runaxis.run_align()}, what its operations need on this CPU "
+          f"({torch.backends.cpu.get_cpu_capability()}; gamedyn.alignment), so that no run's "
+          f"numbers depend on its batch-mates")
     print(f"{'path':22s} {'seconds':>8s} {'run-steps/s':>12s} {'× plain':>8s} {'GFLOP/s':>8s} "
           f"{'% of matmul':>11s} {'% of bmm':>9s}")
     for name, sec in best.items():

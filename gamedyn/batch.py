@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from . import alignment as aligner
 from . import basins, diagnose, fuse, lyapunov, plugins, regularizers, runaxis, spectra, stability
 from .games import GAMES
 from .init import initial_params
@@ -18,7 +20,7 @@ from .random import Streams
 from .record import Recorder, kept
 from .rules import RULES, Context
 from .rules.context import FieldMemo
-from .study import Run
+from .study import Run, _batch_key
 
 #: Records between checks for runs that all stopped (the batch then ends early).
 ALIVE_EVERY = 32
@@ -65,22 +67,33 @@ def run_batch(runs: list[Run], thresholds: dict[str, float] | None = None,
     once for the study's budget, and return their diagnosed results.
 
     The Python loop is over steps, never over runs; every tensor has the run axis leading. The run
-    axis is padded to a multiple of :func:`gamedyn.runaxis.run_align` runs and stepped on one or two
-    threads (``threads`` caps it), so that no run's numbers depend on its batch-mates (see
-    :mod:`gamedyn.runaxis`).
+    axis is padded to a multiple of the alignment its operations need (:func:`alignment`) and
+    stepped on one or two threads (``threads`` caps it), so that no run's numbers depend on its
+    batch-mates (see :mod:`gamedyn.runaxis`).
     """
-    with runaxis.stepping_threads(runaxis.padded_size(len(runs)), threads):
-        return _run_batch(runs, thresholds, device, compile)
-
-
-def _run_batch(runs: list[Run], thresholds: dict[str, float] | None, device: str, compile: str
-               ) -> BatchResult:
     for spec in runs[0].plugins:  # a worker process imports the study's plugins itself
         plugins.load(spec)
-    th = {**diagnose.DEFAULTS, **(thresholds or {})}
-    cfg = runs[0].config
+    align = alignment(runs, device, compile)
+    with runaxis.stepping_threads(runaxis.padded_size(len(runs), align), threads):
+        return _run_batch(runs, thresholds, device, compile, align)
+
+
+@dataclasses.dataclass
+class _Batch:
+    """A batch's components, built for a (padded) list of run configurations."""
+
+    game: Any
+    rule: Any
+    optimizers: dict[str, Any]
+    regularizer: Any
+    params: Any
+    ctx: Context
+    recorder: Recorder
+
+
+def _build(configs: list[dict[str, Any]], keep: int, device: str, blowup: float) -> _Batch:
+    cfg = configs[0]
     dtype = getattr(torch, cfg["dtype"])
-    configs = [r.config for r in runaxis.pad(runs)]   # the real runs first, then copies of the last
     game_configs = [c["game"] for c in configs]
     game = GAMES.get(cfg["game"]["name"]).build(game_configs, dtype, device)
     rule = RULES.get(cfg["rule"]["name"]).build([c["rule"] for c in configs], dtype, device)
@@ -93,14 +106,64 @@ def _run_batch(runs: list[Run], thresholds: dict[str, float] | None, device: str
     seeds = [c["seed"] for c in configs]
     game.rng = Streams(torch.tensor(seeds, dtype=torch.int64), device=device)
     params = initial_params(game, [c["init"] for c in configs], seeds)
-    predicted = stability.predict(game, rule, optimizers, regularizer=regularizer,
-                                  n_runs=len(configs))[:len(runs)]
     memo = None if regularizer.changes_losses else FieldMemo()  # a record's field, for the next step
     ctx = Context(game, optimizers, regularizer=regularizer, memo=memo)
-    recorder = Recorder(game, len(configs), cfg["steps"], cfg["record_every"], th["blowup"],
-                        keep=len(runs), memo=memo,
+    recorder = Recorder(game, len(configs), cfg["steps"], cfg["record_every"], blowup,
+                        keep=keep, memo=memo,
                         tile=lambda m: type(game).build(game_configs * m, dtype, device))
-    stepper = fuse.Stepper(rule, ctx, recorder, compile, cfg["steps"], cfg["record_every"])
+    return _Batch(game, rule, optimizers, regularizer, params, ctx, recorder)
+
+
+def alignment(runs: list[Run], device: str = "cpu", compile: str = "auto") -> int | None:
+    """The alignment a batch of ``runs`` is padded to: None (:func:`gamedyn.runaxis.run_align`'s
+    whole vector block, which needs no knowledge of the step), or, where that padding would waste
+    more than an eighth of the work on a game with more than :data:`gamedyn.lyapunov.MAX_PARAMS`
+    parameters per run, stepped eagerly on a CPU without the analyses that run on the padded axis
+    after stepping (``lyapunov:``, ``spectra:``), what its operations need
+    (:func:`gamedyn.alignment.needed`, traced on a probe batch's first record and step, once per
+    structure in a process)."""
+    n = len(runs)
+    cfg = runs[0].config
+    if (device != "cpu" or compile == "on" or runaxis.padded_size(n) - n <= n // 8
+            or cfg.get("spectra") or cfg.get("lyapunov") not in (None, "off")):
+        return None
+
+    def probe() -> None:
+        b = _build([r.config for r in (runs * aligner.PROBE_RUNS)[:aligner.PROBE_RUNS]],
+                   aligner.PROBE_RUNS, device, diagnose.DEFAULTS["blowup"])
+        if b.game.equilibrium() is not None or sum(
+                int(np.prod(s, dtype=np.int64)) for named in b.game.shapes().values()
+                for s in named.values()) <= lyapunov.MAX_PARAMS:
+            raise _Unsuited   # a small game, or one whose stability is predicted on the padded axis
+        with torch.no_grad():
+            b.recorder.record(0, b.params)
+            state = b.rule.init(b.ctx, b.params)
+            with torch.enable_grad():
+                b.rule.step(b.ctx, b.params, state)
+
+    try:
+        need, _ = aligner.for_structure(_batch_key(cfg), probe)
+    except _Unsuited:
+        return None
+    return need if runaxis.padded_size(n, need) < runaxis.padded_size(n) else None
+
+
+class _Unsuited(Exception):
+    """A probe's game is small (its padding costs nothing worth tracing), or knows its equilibrium
+    (the stability prediction works on the padded axis before stepping)."""
+
+
+def _run_batch(runs: list[Run], thresholds: dict[str, float] | None, device: str, compile: str,
+               align: int | None) -> BatchResult:
+    th = {**diagnose.DEFAULTS, **(thresholds or {})}
+    cfg = runs[0].config
+    b = _build([r.config for r in runaxis.pad(runs, align)], len(runs), device, th["blowup"])
+    game, rule, optimizers, regularizer, params, ctx, recorder = (
+        b.game, b.rule, b.optimizers, b.regularizer, b.params, b.ctx, b.recorder)
+    predicted = stability.predict(game, rule, optimizers, regularizer=regularizer,
+                                  n_runs=recorder.n_runs)[:len(runs)]
+    stepper = fuse.Stepper(rule, ctx, recorder, compile, cfg["steps"], cfg["record_every"],
+                           fusable=align is None)
 
     start = time.perf_counter()
     i, last, check = 0, len(recorder.steps) - 1, ALIVE_EVERY

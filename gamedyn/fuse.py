@@ -114,14 +114,16 @@ class Stepper:
     steps of a batch are stepped eagerly (the first with its operations counted); then it decides.
     ``kind`` says how the batch was stepped in the end (``eager`` or ``compiled``), ``note`` why it
     was not compiled (empty when it was, or when ``off`` was asked), ``compile_seconds`` the time
-    spent compiling.
+    spent compiling. ``fusable`` False (a run axis padded for the eager kernels' needs only,
+    :func:`gamedyn.batch.alignment`) keeps ``auto`` eager.
     """
 
     def __init__(self, rule: Rule, ctx: Context, recorder: Recorder, mode: str, steps: int,
-                 interval: int) -> None:
+                 interval: int, fusable: bool = True) -> None:
         if mode not in MODES:
             raise ValueError(f"compile mode {mode!r}: expected one of {', '.join(MODES)}")
         self.rule, self.ctx, self.recorder, self.mode = rule, ctx, recorder, mode
+        self.fusable = fusable
         self.steps, self.interval, self.k = steps, interval, chunk_length(interval)
         self.m = records_per_chunk(interval) if interval == self.k else 1
         self.kind, self.note, self.compile_seconds = "eager", "", 0.0
@@ -186,6 +188,10 @@ class Stepper:
             return params, state
         if unusable and self.mode == "auto":
             self.note = unusable
+            return params, state
+        if not self.fusable:
+            self.note = ("auto: the run axis is aligned for the eager kernels only "
+                         "(gamedyn.alignment); compile: on pads it for compiled ones")
             return params, state
         if self._draws:
             self.note = "the game draws random numbers (not traced)"
