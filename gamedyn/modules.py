@@ -59,7 +59,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from . import plugins
+from . import plugins, replay, torch_private
 from .errors import StudyError
 from .random import Streams
 
@@ -183,6 +183,7 @@ class BatchedModule:
                 self._run = None
 
         self._call = vmap(one, in_dims=(0, None, 0, 0), randomness="error")
+        self._replays: dict[tuple, replay.Recording | None] = {}
 
     def _dropout(self, name: str, layer: nn.Dropout, x: Tensor) -> Tensor:
         """``layer``'s forward inside the vmapped call: ``x · m_r / (1 − p)`` with run r's mask
@@ -247,9 +248,26 @@ class BatchedModule:
         return {n: torch.stack([net[n].detach() for net in nets])[idx].clone() for n in self._shapes}
 
     def __call__(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
-        """Run r's network on ``x[r]`` for every run: [R, n, …] → [R, n, …]."""
+        """Run r's network on ``x[r]`` for every run: [R, n, …] → [R, n, …]: the vmapped call, or,
+        for a network without dropout, its operations replayed (:mod:`gamedyn.replay`: the same
+        operations on the same values, without ``vmap``'s and ``functional_call``'s Python work on
+        every call; recorded once per mode, layout and gradient setting, and not inside another
+        dispatch mode, which must see the call itself)."""
         self._runs = x.shape[0]
-        return self._call(params, self._buffers, torch.arange(self._runs, device=x.device), x)
+        if self.dropout or torch_private.in_dispatch_mode():
+            return self._vmapped(params, x)
+        key = (self.base.training, torch.is_grad_enabled(), x.shape, x.stride(), x.dtype,
+               x.requires_grad, tuple((k, v.shape, v.stride(), v.dtype, v.requires_grad)
+                                      for k, v in params.items()))
+        if key not in self._replays:
+            rec = self._replays[key] = replay.record(self._vmapped, [params, x])
+            if rec is not None:
+                return rec.result
+        rec = self._replays[key]
+        return self._vmapped(params, x) if rec is None else rec.run(params, x)
+
+    def _vmapped(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        return self._call(params, self._buffers, torch.arange(x.shape[0], device=x.device), x)
 
     def load_run(self, params: dict[str, Tensor], run: int) -> nn.Module:
         """A new module of the class holding run ``run``'s parameters (and the shared buffers)."""

@@ -17,6 +17,8 @@ and guards every call. So these private names are used, and nowhere else than he
 - ``torch._inductor.config.cpp.vec_isa_ok``, ``torch._inductor.cpu_vec_isa.valid_vec_isa_list``,
   ``supported_vec_isa_list`` and ``VecISA.check_build``: the CPU's vector instructions without
   Inductor's probes (:func:`compile_graph`);
+- ``torch.utils._python_dispatch._get_current_dispatch_mode``: whether a dispatch mode is active
+  (:func:`in_dispatch_mode`);
 - ``torch.utils._python_dispatch.TorchDispatchMode``: counting the ATen operations of an eager
   step, which ``auto`` prices (:func:`count_ops`).
 
@@ -91,6 +93,13 @@ def make_fx(fn: Callable[..., Any], inputs: list[torch.Tensor]) -> torch.fx.Grap
 
     return _make_fx(fn, tracing_mode="fake", _allow_non_fake_inputs=True,
                     decomposition_table=select_decomp_table())(*inputs)
+
+
+def in_dispatch_mode() -> bool:
+    """Whether a Python dispatch mode is active (e.g. one counting or tracing operations)."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    return _get_current_dispatch_mode() is not None
 
 
 def fake_tensors(like: list[torch.Tensor]) -> list[torch.Tensor]:
