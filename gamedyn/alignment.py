@@ -198,12 +198,13 @@ def needed(fn: Callable[[], Any], probe: int = PROBE_RUNS, block_bytes: int | No
     return needs.align, needs.why
 
 
-_CACHE: dict[tuple[str, str], tuple[int, dict[str, int]]] = {}
+_CACHE: dict[tuple[str, str], Any] = {}
 
 
-def for_structure(key: str, fn: Callable[[], Any]) -> tuple[int, dict[str, int]]:
-    """:func:`needed` of ``fn`` once per structure ``key`` (and CPU capability) in this process."""
+def for_structure(key: str, fn: Callable[[], Any]) -> Any:
+    """``fn()`` (an alignment, or None) once per structure ``key`` and CPU capability in this
+    process."""
     k = (key, torch.backends.cpu.get_cpu_capability())
     if k not in _CACHE:
-        _CACHE[k] = needed(fn)
+        _CACHE[k] = fn()
     return _CACHE[k]

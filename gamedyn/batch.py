@@ -118,39 +118,38 @@ def alignment(runs: list[Run], device: str = "cpu", compile: str = "auto") -> in
     """The alignment a batch of ``runs`` is padded to: None (:func:`gamedyn.runaxis.run_align`'s
     whole vector block, which needs no knowledge of the step), or, where that padding would waste
     more than an eighth of the work on a game with more than :data:`gamedyn.lyapunov.MAX_PARAMS`
-    parameters per run, stepped eagerly on a CPU without the analyses that run on the padded axis
-    after stepping (``lyapunov:``, ``spectra:``), what its operations need
-    (:func:`gamedyn.alignment.needed`, traced on a probe batch's first record and step, once per
+    parameters per run and no known equilibrium (whose stability prediction works on the padded
+    axis), stepped eagerly on a CPU without the analyses that run on the padded axis after
+    stepping (``lyapunov:``, ``spectra:``), what its operations need (:func:`_needed`, once per
     structure in a process)."""
     n = len(runs)
     cfg = runs[0].config
     if (device != "cpu" or compile == "on" or runaxis.padded_size(n) - n <= n // 8
             or cfg.get("spectra") or cfg.get("lyapunov") not in (None, "off")):
         return None
+    need = aligner.for_structure(_batch_key(cfg), lambda: _needed(runs, device))
+    return need if need is not None and runaxis.padded_size(n, need) < runaxis.padded_size(n) else None
+
+
+def _needed(runs: list[Run], device: str) -> int | None:
+    """:func:`gamedyn.alignment.needed` of a probe batch's first record and step, or None for a game
+    that does not qualify (:func:`alignment`), told from a game of one run."""
+    cfg = runs[0].config
+    one = GAMES.get(cfg["game"]["name"]).build([cfg["game"]], getattr(torch, cfg["dtype"]), device)
+    size = sum(int(np.prod(s, dtype=np.int64)) for named in one.shapes().values() for s in named.values())
+    if one.equilibrium() is not None or size <= lyapunov.MAX_PARAMS:
+        return None
+    b = _build([r.config for r in (runs * aligner.PROBE_RUNS)[:aligner.PROBE_RUNS]],
+               aligner.PROBE_RUNS, device, diagnose.DEFAULTS["blowup"])
 
     def probe() -> None:
-        b = _build([r.config for r in (runs * aligner.PROBE_RUNS)[:aligner.PROBE_RUNS]],
-                   aligner.PROBE_RUNS, device, diagnose.DEFAULTS["blowup"])
-        if b.game.equilibrium() is not None or sum(
-                int(np.prod(s, dtype=np.int64)) for named in b.game.shapes().values()
-                for s in named.values()) <= lyapunov.MAX_PARAMS:
-            raise _Unsuited   # a small game, or one whose stability is predicted on the padded axis
         with torch.no_grad():
             b.recorder.record(0, b.params)
             state = b.rule.init(b.ctx, b.params)
             with torch.enable_grad():
                 b.rule.step(b.ctx, b.params, state)
 
-    try:
-        need, _ = aligner.for_structure(_batch_key(cfg), probe)
-    except _Unsuited:
-        return None
-    return need if runaxis.padded_size(n, need) < runaxis.padded_size(n) else None
-
-
-class _Unsuited(Exception):
-    """A probe's game is small (its padding costs nothing worth tracing), or knows its equilibrium
-    (the stability prediction works on the padded axis before stepping)."""
+    return aligner.needed(probe)[0]
 
 
 def _run_batch(runs: list[Run], thresholds: dict[str, float] | None, device: str, compile: str,
