@@ -109,7 +109,7 @@ def _build(configs: list[dict[str, Any]], keep: int, device: str, blowup: float)
     memo = None if regularizer.changes_losses else FieldMemo()  # a record's field, for the next step
     ctx = Context(game, optimizers, regularizer=regularizer, memo=memo)
     recorder = Recorder(game, len(configs), cfg["steps"], cfg["record_every"], blowup,
-                        keep=keep, memo=memo,
+                        keep=keep, memo=memo, record=cfg.get("record"),
                         tile=lambda m: type(game).build(game_configs * m, dtype, device))
     return _Batch(game, rule, optimizers, regularizer, params, ctx, recorder)
 

@@ -78,17 +78,23 @@ class Recorder:
 
     def __init__(self, game: Game, n_runs: int, steps: int, record_every: int, blowup: float,
                  keep: int | None = None, memo: FieldMemo | None = None,
-                 tile: Callable[[int], Game] | None = None):
+                 tile: Callable[[int], Game] | None = None, record: list[str] | None = None):
         """``n_runs`` is the run axis of the tensors it sees; only the first ``keep`` runs (default:
         all) are stored and judged (the rest pad the run axis, :mod:`gamedyn.runaxis`). The field
         of each eager record goes to ``memo``, for the rule's next step (:class:`FieldMemo`).
         ``tile(m)`` builds the same game for m copies of the run axis (copy j's run r at j·R + r),
-        which lets eager records be evaluated many at once (:meth:`defer`)."""
-        self.game, self.memo, self.tile = game, memo, tile
+        which lets eager records be evaluated many at once (:meth:`defer`). ``record`` is the
+        study's ``record:`` (None: everything): the losses and gradient norms, which cost a field
+        evaluation per record, are computed only where it keeps them or where the diagnosis needs
+        them (the gradient norms are the distance to stationarity of a game without a known
+        equilibrium); the blow-up check then sees the variables computed."""
+        self.game, self.memo, self.tile, self.record_choice = game, memo, tile, record
         self._tiled: Recorder | None = None  # evaluates deferred records (see defer)
         self.ctx = Context(game, {})  # recording is not charged to the rule's counters
         self.rng = game.rng.fork(1) if game.rng is not None else None  # apart from training noise
         self.eq = game.equilibrium()
+        self.field = record is None or self.eq is None or any(
+            r in ("losses", "grad_norms") or r.startswith(("loss.", "grad_norm.")) for r in record)
         self.steps = sorted(set(range(0, steps + 1, record_every)) | {steps})
         self._index = {s: i for i, s in enumerate(self.steps)}
         self._small = {p: sum(math.prod(s) for s in named.values()) <= MAX_COORDS
@@ -128,17 +134,19 @@ class Recorder:
                 cols[key] = flat if self._small[player] else _norm(flat)
         with torch.enable_grad(), self.game.using(self.rng):
             detached = {pl: {k: v.detach() for k, v in named.items()} for pl, named in params.items()}
-            drawn = self.rng.counter if self.rng is not None else None
-            losses, grads = self.ctx.losses_and_grad(params)
-            if self.memo is not None and (self.rng is None or self.rng.counter == drawn):
-                self.memo.put(params, grads)  # the game drew nothing: the rule's own field
+            if self.field:
+                drawn = self.rng.counter if self.rng is not None else None
+                losses, grads = self.ctx.losses_and_grad(params)
+                if self.memo is not None and (self.rng is None or self.rng.counter == drawn):
+                    self.memo.put(params, grads)  # the game drew nothing: the rule's own field
             self.game.record_step = step   # e.g. module_gan's snapshots at chosen record steps
             metrics = self.game.metrics(detached)
-        for p in params:
-            cols[f"loss.{p}"] = losses[p].detach()
-        for p in params:
-            cols[f"grad_norm.{p}"] = _root_sum([(g.reshape(R, -1) ** 2).sum(1)
-                                                for g in grads[p].values()])
+        if self.field:
+            for p in params:
+                cols[f"loss.{p}"] = losses[p].detach()
+            for p in params:
+                cols[f"grad_norm.{p}"] = _root_sum([(g.reshape(R, -1) ** 2).sum(1)
+                                                    for g in grads[p].values()])
         if self.eq is not None:
             cols["distance"] = _root_sum([
                 ((params[pl][k].detach() - self.eq[pl][k]).reshape(R, -1) ** 2).sum(1)
@@ -218,7 +226,8 @@ class Recorder:
         costs about a third of what it did. Returns whether it defers."""
         if self.tile is not None and self.complete and self.values is not None:
             self.flush()  # the rows held so far: the buffer holds points from now on
-            self._tiled = Recorder(self.tile(STORE_EVERY), STORE_EVERY * self.n_runs, 0, 1, self.blowup)
+            self._tiled = Recorder(self.tile(STORE_EVERY), STORE_EVERY * self.n_runs, 0, 1, self.blowup,
+                                   record=self.record_choice)
             self._leaves = [(pl, k, shape) for pl, named in self.game.shapes().items()
                             for k, shape in named.items()]
         return self._tiled is not None

@@ -61,3 +61,31 @@ def test_float32_trajectories_are_the_float64_ones_rounded(tmp_path):
     assert (t["value"].to_numpy() == want["value"].to_numpy().astype("float32")).all()
     with pytest.raises(StudyError, match="'half' is not accepted: expected float64"):
         make_study({**SPEC, "trajectory_dtype": "half"})
+
+
+@pytest.mark.parametrize("record,field", [
+    (None, True), (["params"], False), (["params", "distance"], False),
+    (["params", "grad_norm.gen"], True), (["losses"], True)])
+def test_the_field_is_evaluated_at_a_record_only_where_it_is_kept_or_diagnosed(record, field):
+    """The losses and gradient norms cost a field evaluation per record: computed where ``record:``
+    keeps them, or where the game knows no equilibrium (the gradient norms are then the distance
+    to stationarity that the dynamics labels read)."""
+    import torch
+
+    from gamedyn.games import GAMES
+    from gamedyn.record import Recorder
+
+    cls = GAMES.get("bilinear")
+    game = cls.build([cls.resolve({}, "game")] * 3, torch.float64)
+    calls = []
+    losses = game.losses
+    game.losses = lambda *a, **k: calls.append(1) or losses(*a, **k)
+    rec = Recorder(game, 3, 10, 5, 1e6, record=record)
+    rec.record(0, {"gen": {"x": torch.ones(3, 1, dtype=torch.float64)},
+                   "disc": {"y": torch.ones(3, 1, dtype=torch.float64)}})
+    assert rec.field is field and bool(calls) is field
+    assert any(v.startswith(("loss.", "grad_norm.")) for v in rec.variables) is field
+    no_eq = GAMES.get("gan1d")
+    g = no_eq.build([no_eq.resolve({"data": "mixture"}, "game")] * 3, torch.float64)
+    assert g.equilibrium() is None
+    assert Recorder(g, 3, 10, 5, 1e6, record=["params"]).field   # no equilibrium: always
