@@ -282,9 +282,11 @@ class Recorder:
             bad = self.judge(rows)
         i = self._index[step]
         m = rows.shape[0] if rows.dim() == 3 else 1
-        rows, bad = rows[..., :self.keep].detach().cpu().numpy(), bad[..., :self.keep].cpu().numpy()
-        self.values[i:i + m] = rows
-        self._bad[i:i + m] = bad != 0
+        rows, bad = rows.detach(), bad.detach()
+        if rows.device.type != "cpu":
+            rows, bad = rows.cpu(), bad.cpu()
+        self.values[i:i + m] = rows.numpy()[..., :self.keep]   # (sliced in numpy: no torch calls)
+        self._bad[i:i + m] = bad.numpy()[..., :self.keep] != 0
         self._stored = i + m
 
     def alive(self) -> bool:
