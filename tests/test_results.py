@@ -166,6 +166,31 @@ def test_parts_that_store_a_column_two_ways_are_assembled_as_text(tmp_path):
     assert list(runs["init.gen.x"].iloc[:2]) == ["[0.5, 1.0]", "0.5"] and runs["init.gen.x"].isna()[2]
 
 
+@pytest.mark.parametrize("categorical", [True, False])
+def test_a_part_is_stored_grouped_by_run_in_the_runs_order_with_steps_ascending(tmp_path, categorical):
+    """Rows handed over out of order (runs interleaved, steps descending) are stored grouped by run
+    in the runs part's order, steps ascending, each row kept; rows already so are stored as given."""
+    import numpy as np
+
+    from gamedyn.results import ResultsFolder, _run_major
+
+    folder = ResultsFolder(tmp_path, "order")
+    ids = ["r2", "r1"]
+    rows = pd.DataFrame({"run_id": ["r1", "r2", "r1", "r2"], "step": [10, 10, 0, 0],
+                         "variable": pd.Categorical(["x"] * 4), "value": [1.0, 2.0, 3.0, 4.0]})
+    if categorical:
+        rows["run_id"] = pd.Categorical(rows["run_id"], categories=ids)
+    folder.write_part("a", pd.DataFrame({"run_id": ids}), rows)
+    stored = pd.read_parquet(folder.part("a", "trajectories"))
+    assert stored["run_id"].astype(str).tolist() == ["r2", "r2", "r1", "r1"]
+    assert stored["step"].tolist() == [0, 10, 0, 10] and stored["value"].tolist() == [4.0, 2.0, 3.0, 1.0]
+    rng = np.random.default_rng(0)
+    for _ in range(200):   # against the definition, on small random cases
+        codes, steps = rng.integers(0, 3, 6), rng.integers(0, 3, 6)
+        order = list(zip(codes, steps))
+        assert _run_major(codes, steps) == (order == sorted(order))
+
+
 def test_a_changed_network_file_is_named_when_its_results_are_refused(tmp_path):
     """The study file as it was, its network module edited: the results folder is refused in one
     line that names the module as the change (not the study file); --fresh replaces them."""
