@@ -20,7 +20,7 @@ from .random import Streams
 from .record import Recorder, kept
 from .rules import RULES, Context
 from .rules.context import FieldMemo
-from .study import Run, _batch_key
+from .study import Run, batch_key
 
 #: Records between checks for runs that all stopped (the batch then ends early).
 ALIVE_EVERY = 32
@@ -127,7 +127,7 @@ def alignment(runs: list[Run], device: str = "cpu", compile: str = "auto") -> in
     if (device != "cpu" or compile == "on" or runaxis.padded_size(n) - n <= n // 8
             or cfg.get("spectra") or cfg.get("lyapunov") not in (None, "off")):
         return None
-    need = aligner.for_structure(_batch_key(cfg), lambda: _needed(runs, device))
+    need = aligner.for_structure(batch_key(cfg), lambda: _needed(runs, device))
     return need if need is not None and runaxis.padded_size(n, need) < runaxis.padded_size(n) else None
 
 
@@ -136,8 +136,7 @@ def _needed(runs: list[Run], device: str) -> int | None:
     that does not qualify (:func:`alignment`), told from a game of one run."""
     cfg = runs[0].config
     one = GAMES.get(cfg["game"]["name"]).build([cfg["game"]], getattr(torch, cfg["dtype"]), device)
-    size = sum(int(np.prod(s, dtype=np.int64)) for named in one.shapes().values() for s in named.values())
-    if one.equilibrium() is not None or size <= lyapunov.MAX_PARAMS:
+    if one.equilibrium() is not None or one.n_params() <= lyapunov.MAX_PARAMS:
         return None
     b = _build([r.config for r in (runs * aligner.PROBE_RUNS)[:aligner.PROBE_RUNS]],
                aligner.PROBE_RUNS, device, diagnose.DEFAULTS["blowup"])

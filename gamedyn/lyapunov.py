@@ -105,9 +105,7 @@ def setting(given: dict[str, int] | str | None, game: Game, work: float = 1.0
     if given == "off":
         return None
     if given is None:
-        n = sum(int(np.prod(s, dtype=np.int64)) for named in game.shapes().values()
-                for s in named.values())
-        return dict(DEFAULTS) if n <= MAX_PARAMS and work <= MAX_WORK else None
+        return dict(DEFAULTS) if game.n_params() <= MAX_PARAMS and work <= MAX_WORK else None
     return dict(given)
 
 

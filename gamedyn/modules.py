@@ -262,7 +262,8 @@ class BatchedModule:
         if key not in self._replays:
             rec = self._replays[key] = replay.record(self._vmapped, [params, x])
             if rec is not None:
-                return rec.result
+                out, rec.result = rec.result, None   # (not kept: it holds its autograd graph)
+                return out
         rec = self._replays[key]
         return self._vmapped(params, x) if rec is None else rec.run(params, x)
 

@@ -52,7 +52,7 @@ class _Slot:
 
 
 class _Refused(Exception):
-    pass
+    """The recording cannot stand for the call (the message says why)."""
 
 
 def _refusal(func: Any) -> str | None:
@@ -137,7 +137,7 @@ class Recording:
         self._ops, self._out = _pruned(ops, register_output(result, slot), {
             i: t for t, i in ((t, slot.get(id(t))) for t in keep) if i is not None})
         self._size = len(slot)
-        self.result = result     # the recorded call's own result (the first call needs no run)
+        self.result = result     # the recorded call's own result, for the caller to take
 
     def run(self, *inputs: Any) -> Any:
         """The recorded operations on ``inputs`` (as the recorded ones: same structure and shapes)."""
@@ -241,8 +241,9 @@ def _build_output(spec: Any, vals: list[Any]) -> Any:
 
 def record(fn: Callable[..., Any], inputs: list[Any]) -> Recording | None:
     """A :class:`Recording` of ``fn(*inputs)``, or None where it cannot stand for the call (see the
-    module docstring)."""
+    module docstring), or where recording failed in any other way (the caller's own call then
+    raises the error, if it is the call's)."""
     try:
         return Recording(fn, inputs)
-    except _Refused:
+    except Exception:  # noqa: BLE001  (a replay is an optimisation: the ordinary call stands)
         return None

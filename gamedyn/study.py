@@ -162,7 +162,7 @@ class Study:
             else memory_budget, "memory_budget" if memory_budget is None else "--memory-budget")
         groups: dict[str, list[Run]] = {}
         for run in self.runs:
-            groups.setdefault(_batch_key(run.config), []).append(run)
+            groups.setdefault(batch_key(run.config), []).append(run)
         max_batch = self.spec.get("max_batch", 4096)
         out = []
         for g in groups.values():
@@ -720,7 +720,7 @@ def _label(registry: Registry, config: dict[str, Any]) -> str:
     return f"{config['name']}({', '.join(diff)})" if diff else config["name"]
 
 
-def _batch_key(config: dict[str, Any]) -> str:
+def batch_key(config: dict[str, Any]) -> str:
     """Runs with equal keys can be stepped together: per-run hyperparameters, seeds and initial
     points may differ inside a batch; everything structural must agree."""
     def strip(registry: Registry, c: dict[str, Any]) -> dict[str, Any]:

@@ -60,6 +60,11 @@ class Game(Component):
         """Each player's parameters and their per-run shapes (without the run axis)."""
         raise NotImplementedError
 
+    def n_params(self) -> int:
+        """The parameters of one run, all players together."""
+        return sum(int(np.prod(s, dtype=np.int64)) for named in self.shapes().values()
+                   for s in named.values())
+
     def losses(self, params: Params) -> dict[str, Tensor]:
         """Each player's loss, a tensor of shape ``[R]``, at ``params``."""
         raise NotImplementedError
