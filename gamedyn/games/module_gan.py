@@ -308,12 +308,9 @@ class ModuleGan(SampleGame):
         return self.minibatch(x)
 
     def objective(self, params, real, fake):
-        """The losses from the discriminator's outputs on the real and the generated samples,
-        computed in one call of the discriminator on both (each sample's output is its own)."""
         (xr, wr), (xf, wf) = real, fake
-        a_real, a_fake = self.disc_logit(params, torch.cat([xr, xf], 1)).split(
-            [xr.shape[1], xf.shape[1]], 1)
-        return costs.gan_losses(self.objective_name, a_real, wr, a_fake, wf, self.gen_cost)
+        return costs.gan_losses(self.objective_name, self.disc_logit(params, xr), wr,
+                                self.disc_logit(params, xf), wf, self.gen_cost)
 
     # --- metrics ----------------------------------------------------------------------------
 
