@@ -32,9 +32,11 @@ other programs) that made tiny eager ops up to 100× slower (measured: ``exp`` o
 3 µs on one thread, 160 µs with two while the other core was busy).
 
 The cost is the padding runs: nothing for toy games, whose steps cost Python and dispatch rather
-than arithmetic; for neural players, a batch of 5 runs does the arithmetic of 16 (AVX2) or 32
-(AVX-512). Records are kept for the real runs only. Batches of one padded size share one shape, so
-compiled chunks (:mod:`gamedyn.fuse`) are reused across them.
+than arithmetic; for neural players, a batch of 5 runs would do the arithmetic of 16 (AVX2) or 32
+(AVX-512). So a neural batch stepped eagerly is padded only to the alignment its own operations
+need, read off one traced step (:mod:`gamedyn.alignment`, :func:`gamedyn.batch.alignment`; the
+``align`` argument below), often none. Records are kept for the real runs only. Batches of one
+padded size share one shape, so compiled chunks (:mod:`gamedyn.fuse`) are reused across them.
 """
 
 from __future__ import annotations
