@@ -251,10 +251,11 @@ class BatchedModule:
         """Run r's network on ``x[r]`` for every run: [R, n, …] → [R, n, …]: the vmapped call, or,
         for a network without dropout, its operations replayed (:mod:`gamedyn.replay`: the same
         operations on the same values, without ``vmap``'s and ``functional_call``'s Python work on
-        every call; recorded once per mode, layout and gradient setting, and not inside another
-        dispatch mode, which must see the call itself)."""
+        every call; recorded once per mode, layout and gradient setting, and neither inside another
+        dispatch mode, which must see the call itself, nor inside a ``torch.func`` transform,
+        whose wrapped tensors the recorded operations do not describe)."""
         self._runs = x.shape[0]
-        if self.dropout or torch_private.in_dispatch_mode():
+        if self.dropout or torch_private.in_dispatch_mode():   # (or a torch.func transform)
             return self._vmapped(params, x)
         key = (self.base.training, torch.is_grad_enabled(), x.shape, x.stride(), x.dtype,
                x.requires_grad, tuple((k, v.shape, v.stride(), v.dtype, v.requires_grad)

@@ -17,8 +17,9 @@ and guards every call. So these private names are used, and nowhere else than he
 - ``torch._inductor.config.cpp.vec_isa_ok``, ``torch._inductor.cpu_vec_isa.valid_vec_isa_list``,
   ``supported_vec_isa_list`` and ``VecISA.check_build``: the CPU's vector instructions without
   Inductor's probes (:func:`compile_graph`);
-- ``torch.utils._python_dispatch._get_current_dispatch_mode``: whether a dispatch mode is active
-  (:func:`in_dispatch_mode`);
+- ``torch.utils._python_dispatch._get_current_dispatch_mode`` and
+  ``torch._C._functorch.peek_interpreter_stack``: whether a dispatch mode or a ``torch.func``
+  transform is active (:func:`in_dispatch_mode`);
 - ``torch.utils._python_dispatch.TorchDispatchMode``: counting the ATen operations of an eager
   step, which ``auto`` prices (:func:`count_ops`).
 
@@ -96,10 +97,13 @@ def make_fx(fn: Callable[..., Any], inputs: list[torch.Tensor]) -> torch.fx.Grap
 
 
 def in_dispatch_mode() -> bool:
-    """Whether a Python dispatch mode is active (e.g. one counting or tracing operations)."""
+    """Whether a Python dispatch mode is active (e.g. one counting or tracing operations), or a
+    ``torch.func`` transform (``vmap``, ``grad``: its tensors are wrappers, whose operations reach
+    the kernels rewritten)."""
+    from torch._C._functorch import peek_interpreter_stack
     from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-    return _get_current_dispatch_mode() is not None
+    return _get_current_dispatch_mode() is not None or peek_interpreter_stack() is not None
 
 
 def fake_tensors(like: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -86,3 +86,14 @@ def test_identities_are_pruned_and_their_users_read_the_argument():
     torch.testing.assert_close(rec.run(y), y.exp(), rtol=0, atol=0)
     (g,) = torch.autograd.grad(rec.run(y).sum(), [y])
     assert torch.equal(g, y.exp())
+
+
+def test_inside_a_torch_func_transform_the_players_call_vmap_and_record_nothing():
+    game, params = nets()
+    z = torch.randn(5, 7, 4, dtype=torch.float64)
+    p = {k: v.detach() for k, v in params["gen"].items()}
+    twice = torch.stack([z, 2 * z])
+    mine = torch.func.vmap(lambda zz: game.gen_net(p, zz))(twice)
+    assert not game.gen_net._replays
+    for i in range(2):
+        torch.testing.assert_close(mine[i], game.gen_net._vmapped(p, twice[i]), rtol=1e-12, atol=1e-12)
