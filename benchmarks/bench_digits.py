@@ -242,7 +242,8 @@ def report(rounds: list[dict[str, float]], plains: list[str], R: int, S: int, fl
           f"(bmm {R}×[64,64]@[64,64])")
     print(f"model FLOPs per run-step: {flops / 1e6:.2f} MFLOP (3 × forward of G and D; GFLOP/s below "
           f"count the {R} runs asked for)")
-    align = batch_alignment(make_study(study_spec(R, S, args.record_every), source=str(STUDY)).runs)
+    align = batch_alignment(make_study(study_spec(R, S, args.record_every), source=str(STUDY)).runs,
+                            args.device)
     print(f"gamedyn steps the batch as {runaxis.padded_size(R, align)} runs: the run axis is padded "
           f"to a multiple of {align or runaxis.run_align()}, what its operations need on this CPU "
           f"({torch.backends.cpu.get_cpu_capability()}; gamedyn.alignment), so that no run's "
