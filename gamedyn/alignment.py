@@ -29,6 +29,8 @@ floating-point item size among its operands):
   over dimensions outside it only (the run axis innermost among the reduced tensor's varying
   dimensions) vectorises across runs: ``block / gcd(block, q)``, q the elements after the run axis.
   A non-contiguous input, or two dimensions that could be the run axis: the whole block.
+- **convolutions** (:data:`WHOLE_BLOCK`) get the whole block: under ``vmap`` they are grouped
+  convolutions with R groups, whose algorithm oneDNN may choose by R.
 - **anything else** is an elementwise operation that may round differently in its tail:
   ``block / gcd(block, s)`` for a contiguous output of s elements per run (the loop spans the run
   axis only where all of it coalesces into one dimension, and then its length is R·s), the whole
@@ -75,12 +77,17 @@ NEUTRAL = frozenset("""
     arange zeros ones empty empty_strided full scalar_tensor new_zeros new_empty new_ones new_full
     _local_scalar_dense item set_ randint randn rand normal uniform
     mm bmm addmm baddbmm addbmm matmul dot vdot mv addmv linear _addmm_activation
-    convolution _convolution convolution_backward
     _linalg_eigh linalg_eigh _linalg_svd linalg_cholesky_ex linalg_solve_ex _linalg_solve_ex
     linalg_lu_factor_ex linalg_lu_solve linalg_inv_ex _linalg_det _linalg_slogdet linalg_eig
     triangular_solve linalg_solve_triangular cholesky_solve
     amax amin max min all any
 """.split())
+#: Operations that get the whole block whatever their sizes: a convolution over the run axis is one
+#: grouped convolution with R groups (``vmap``'s rule), and oneDNN may choose its algorithm by the
+#: number of groups, so a run's numbers could change with R itself (the whole block keeps R as the
+#: full padding does: a lone run and a batch of 8 are both stepped as one block).
+WHOLE_BLOCK = frozenset("convolution _convolution convolution_backward mkldnn_convolution "
+                        "_slow_conv2d_forward _slow_conv2d_backward".split())
 #: Reductions that return their one element unchanged when every reduced dimension has size 1.
 ONE_ELEMENT_EXACT = frozenset({"sum", "mean", "prod", "cumsum", "cumprod"})
 #: Reductions along the schema's ``dim`` argument (absent or empty: every dimension).
@@ -137,6 +144,9 @@ class Needs:
         operands = _tensors(list(args) + list(kwargs.values())) + _tensors(out)
         block = self._block(operands)
         if block is None:   # integer and boolean work is exact
+            return
+        if name in WHOLE_BLOCK:
+            self._need(name, block)
             return
         if name in REDUCTIONS:
             self._reduction(func, name, args, kwargs, block)

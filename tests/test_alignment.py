@@ -125,3 +125,11 @@ def test_a_run_is_the_same_alone_and_in_batches_padded_to_the_derived_alignment(
             together = run_batch(runs[:n])
             np.testing.assert_array_equal(values(together, runs[k].run_id), alone, err_msg=f"{n} runs")
     assert "aligned for the eager kernels" in together.runs["stepping_note"].iloc[0]
+
+
+def test_a_convolution_over_the_run_axis_keeps_the_whole_block():
+    """Under vmap a convolution with per-run weights is one grouped convolution with R groups,
+    whose algorithm may depend on R: the whole block, as before."""
+    w, x_ = torch.rand(P, 4, 2, 3, 3), torch.rand(P, 5, 2, 8, 8)
+    conv = torch.func.vmap(lambda wi, xi: torch.nn.functional.conv2d(xi, wi))
+    assert need(lambda: conv(w, x_)) == f32_block()
