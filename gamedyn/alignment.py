@@ -11,7 +11,7 @@ alignment a step needs is the least R such that every such operation's R·s is a
 blocks: the least common multiple of ``block / gcd(block, s)`` over them (1 when s is a multiple of
 the block, as for a 64-wide hidden layer on a minibatch of 64).
 
-:func:`needed` runs a step (and a record) of a *probe* batch of :data:`PROBE_RUNS` runs (a prime:
+:func:`needed` runs a step (and a record) of a *probe* batch of :func:`probe_runs` runs (a prime:
 a tensor spans the run axis exactly when a dimension's size is a multiple of it) under a dispatch
 mode that sees every ATen operation, autograd's backward included, and applies these rules to each
 one whose output spans the run axis (block: :data:`gamedyn.runaxis.BLOCK_BYTES` over the smallest
@@ -48,8 +48,22 @@ from typing import Any
 
 import torch
 
-#: Runs in the probe batch: a prime, so that a dimension spans the run axis iff its size is a multiple.
+#: Runs in the probe batch at most: a prime, so that a dimension spans the run axis iff its size is
+#: a multiple (:func:`probe_runs`).
 PROBE_RUNS = 37
+
+
+def probe_runs(n_runs: int) -> int:
+    """The probe batch's size for a batch of ``n_runs``: the least prime ≥ max(``n_runs``, 11), at
+    most :data:`PROBE_RUNS` (no more memory than the batch itself needs, give or take a few runs;
+    not below 11, whose multiples are rare among tensor sizes).
+    A prime that happens to divide a size of the step's tensors only makes the answer more
+    cautious: a shared tensor taken for one spanning the run axis asks for alignment it does not
+    need, and a reduction with two candidate run dimensions asks for the whole block."""
+    p = max(min(n_runs, PROBE_RUNS), 11)
+    while any(p % d == 0 for d in range(2, math.isqrt(p) + 1)):
+        p += 1
+    return min(p, PROBE_RUNS)
 
 #: Operations whose vectorised and scalar code round identically (one IEEE operation per element,
 #: or none): the names of ATen overload packets, in-place forms (trailing ``_``) included.

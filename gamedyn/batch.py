@@ -132,23 +132,27 @@ def alignment(runs: list[Run], device: str = "cpu", compile: str = "auto") -> in
 
 
 def _needed(runs: list[Run], device: str) -> int | None:
-    """:func:`gamedyn.alignment.needed` of a probe batch's first record and step, or None for a game
-    that does not qualify (:func:`alignment`), told from a game of one run."""
+    """:func:`gamedyn.alignment.needed` of a probe batch's first record and step (of
+    :func:`gamedyn.alignment.probe_runs` runs), or None for a game that does not qualify
+    (:func:`alignment`), told from a game of one run, or whose probe failed."""
     cfg = runs[0].config
     one = GAMES.get(cfg["game"]["name"]).build([cfg["game"]], getattr(torch, cfg["dtype"]), device)
     if one.equilibrium() is not None or one.n_params() <= lyapunov.MAX_PARAMS:
         return None
-    b = _build([r.config for r in (runs * aligner.PROBE_RUNS)[:aligner.PROBE_RUNS]],
-               aligner.PROBE_RUNS, device, diagnose.DEFAULTS["blowup"])
+    n = aligner.probe_runs(len(runs))
 
     def probe() -> None:
+        b = _build([r.config for r in (runs * n)[:n]], n, device, diagnose.DEFAULTS["blowup"])
         with torch.no_grad():
             b.recorder.record(0, b.params)
             state = b.rule.init(b.ctx, b.params)
             with torch.enable_grad():
                 b.rule.step(b.ctx, b.params, state)
 
-    return aligner.needed(probe)[0]
+    try:
+        return aligner.needed(probe, n)[0]
+    except Exception:  # noqa: BLE001  (the batch itself raises what is its own; else: the whole block)
+        return None
 
 
 def _run_batch(runs: list[Run], thresholds: dict[str, float] | None, device: str, compile: str,

@@ -133,3 +133,11 @@ def test_a_convolution_over_the_run_axis_keeps_the_whole_block():
     w, x_ = torch.rand(P, 4, 2, 3, 3), torch.rand(P, 5, 2, 8, 8)
     conv = torch.func.vmap(lambda wi, xi: torch.nn.functional.conv2d(xi, wi))
     assert need(lambda: conv(w, x_)) == f32_block()
+
+
+def test_the_probe_is_a_prime_near_the_batch_and_a_failing_probe_keeps_the_whole_block(monkeypatch):
+    assert [alignment.probe_runs(n) for n in (1, 8, 12, 24, 37, 1000)] == [11, 11, 13, 29, 37, 37]
+    from gamedyn import batch
+
+    monkeypatch.setattr(batch, "_build", lambda *a, **k: (_ for _ in ()).throw(MemoryError("probe")))
+    assert batch._needed(tiny_runs(8), "cpu") is None
