@@ -25,10 +25,10 @@ floating-point item size among its operands):
   smallest element, exact in any order): nothing needed.
 - **reductions** (:data:`REDUCTIONS`, over the schema's ``dim``): one over the run axis mixes runs
   (a sum of every run's loss, the seed of a backward pass) and says nothing about a run's numbers;
-  one over a dimension inside the run axis reduces each run's own elements, nothing needed; one
-  over dimensions outside it only (the run axis innermost among the reduced tensor's varying
-  dimensions) vectorises across runs: ``block / gcd(block, q)``, q the elements after the run axis.
-  A non-contiguous input, or two dimensions that could be the run axis: the whole block.
+  one over a dimension of size > 1 with a smaller stride than the run axis's stays within a run's
+  elements, nothing needed; one over dimensions with larger strides only may vectorise across
+  runs: ``block / gcd(block, q)``, q the elements in the dimensions of smaller stride (a sum over
+  dimensions of size 1 is exact). Two dimensions that could be the run axis: the whole block.
 - **convolutions** (:data:`WHOLE_BLOCK`) get the whole block: under ``vmap`` they are grouped
   convolutions with R groups, whose algorithm oneDNN may choose by R.
 - **anything else** is an elementwise operation that may round differently in its tail:
@@ -65,11 +65,12 @@ def probe_runs(n_runs: int) -> int:
         p += 1
     return min(p, PROBE_RUNS)
 
+
 #: Operations whose vectorised and scalar code round identically (one IEEE operation per element,
 #: or none): the names of ATen overload packets, in-place forms (trailing ``_``) included.
 EXACT = frozenset("""
     add sub rsub mul div neg abs sqrt reciprocal sign clamp clamp_min clamp_max maximum minimum
-    max min fmax fmin where eq ne lt le gt ge logical_and logical_or logical_not logical_xor
+    fmax fmin where eq ne lt le gt ge logical_and logical_or logical_not logical_xor
     bitwise_and bitwise_or bitwise_xor bitwise_not bitwise_left_shift bitwise_right_shift
     __and__ __or__ __xor__ __lshift__ __rshift__ __ilshift__ __irshift__ __iand__ __ior__ __ixor__
     masked_fill fill zero zeros_like ones_like full_like empty_like copy _to_copy clone contiguous
@@ -107,7 +108,7 @@ ONE_ELEMENT_EXACT = frozenset({"sum", "mean", "prod", "cumsum", "cumprod"})
 #: Reductions along the schema's ``dim`` argument (absent or empty: every dimension).
 REDUCTIONS = frozenset("""
     sum mean prod norm linalg_vector_norm var std var_mean std_mean logsumexp
-    argmax argmin all any cumsum cumprod _softmax _log_softmax _softmax_backward_data
+    argmax argmin cumsum cumprod _softmax _log_softmax _softmax_backward_data
     _log_softmax_backward_data softmax log_softmax
 """.split())
 
@@ -200,25 +201,10 @@ def needed(fn: Callable[[], Any], probe: int = PROBE_RUNS, block_bytes: int | No
            ) -> tuple[int, dict[str, int]]:
     """Run ``fn()`` (which works on a batch of ``probe`` runs) and return the alignment its
     operations need, with the operations that asked for more than 1 and what each asked."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    from . import runaxis
+    from . import runaxis, torch_private
 
     needs = Needs(probe, block_bytes or runaxis.block_bytes())
-
-    class _Trace(TorchDispatchMode):
-        @classmethod
-        def _should_skip_dynamo(cls) -> bool:
-            return False   # (as torch_private.count_ops: no Dynamo import)
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-            kwargs = kwargs or {}
-            out = func(*args, **kwargs)
-            needs.see(func, args, kwargs, out)
-            return out
-
-    with _Trace():
-        fn()
+    torch_private.observe(fn, after=needs.see)
     return needs.align, needs.why
 
 

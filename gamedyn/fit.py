@@ -151,6 +151,14 @@ def nearest_modes(x: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
     return idx, best.clamp_min(0).sqrt()
 
 
+def _kl(hist: Tensor, ratio: Tensor) -> Tensor:
+    """KL(p̂ ‖ p) = Σ_k p̂_k log(p̂_k / p_k) per run [R], from ``hist`` p̂ [R, K] and ``ratio``
+    p̂ / p, with 0 log 0 = 0; the logarithm computed in whole vector blocks
+    (:func:`gamedyn.runaxis.whole_blocks`), so that a run's value does not depend on its batch."""
+    return torch.where(hist > 0, hist * runaxis.whole_blocks(torch.log, ratio),
+                       torch.zeros_like(hist)).sum(1)
+
+
 def mode_metrics(x: Tensor, means: Tensor, sigma: float, radius: float = 3.0) -> dict[str, Tensor]:
     """Mode metrics of samples ``x`` [R, n, d] against ``means`` [K, d] (see the module docstring):
     ``modes`` [R], ``high_quality`` [R], ``kl`` [R], ``hist`` [R, K] (the nearest-mode histogram
@@ -163,9 +171,8 @@ def mode_metrics(x: Tensor, means: Tensor, sigma: float, radius: float = 3.0) ->
     onehot = torch.zeros(R, n, K, dtype=x.dtype, device=x.device).scatter_(2, idx[..., None], 1.0)
     hist = onehot.mean(1)                                               # [R, K]
     mass = (onehot * good[..., None]).mean(1)                           # [R, K]
-    plogp = torch.where(hist > 0, hist * runaxis.whole_blocks(torch.log, hist * K), torch.zeros_like(hist))
     return {"modes": (mass > 0).sum(1).to(x.dtype), "high_quality": good.mean(1),
-            "kl": plogp.sum(1), "hist": hist, "hq_mass": mass}
+            "kl": _kl(hist, hist * K), "hist": hist, "hq_mass": mass}
 
 
 def mean_distance(x: Tensor, y: Tensor, chunk: int = 512) -> Tensor:
@@ -480,11 +487,9 @@ def class_metrics(x: Tensor, coef: Tensor, intercept: Tensor, prior: Tensor, hol
     R, n, C = logits.shape
     onehot = torch.zeros_like(logits).scatter_(2, logits.argmax(-1, keepdim=True), 1.0)
     hist = onehot.mean(1)                                               # [R, C]
-    plogp = torch.where(hist > 0, hist * runaxis.whole_blocks(torch.log, hist / prior),
-                        torch.zeros_like(hist))
     top = torch.softmax(logits, -1).amax(-1)                            # [R, n]
     return {"hist": hist, "classes_covered": (hist >= hold_fraction / C).sum(1).to(x.dtype),
-            "class_kl": plogp.sum(1), "confident": (top >= confidence).to(x.dtype).mean(1)}
+            "class_kl": _kl(hist, hist / prior), "confident": (top >= confidence).to(x.dtype).mean(1)}
 
 
 # --- labels ----------------------------------------------------------------------------------

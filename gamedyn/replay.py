@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from . import tree
+from . import torch_private, tree
 
 Tensor = torch.Tensor
 
@@ -69,8 +69,6 @@ class Recording:
     inputs of the same structure, shapes, dtypes and ``requires_grad``."""
 
     def __init__(self, fn: Callable[..., Any], inputs: list[Any]) -> None:
-        from torch.utils._python_dispatch import TorchDispatchMode
-
         leaves = tree.leaves(inputs)
         self._n_inputs = len(leaves)
         self._like = tree.map(lambda _: None, inputs)   # the structure (its keys' order)
@@ -103,35 +101,31 @@ class Recording:
                 return [None if o is None else register(o) for o in out]
             raise _Refused("an operation returned no tensors")
 
-        class _Mode(TorchDispatchMode):
-            @classmethod
-            def _should_skip_dynamo(cls) -> bool:
-                return False   # (no Dynamo import: as torch_private.count_ops)
+        pending: list[Any] = []   # the operation being run: its encoded arguments
 
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-                kwargs = kwargs or {}
-                why = _refusal(func)
-                if why is not None:
-                    raise _Refused(f"{func} {why}")
-                if func._schema.is_mutable:
-                    for a, v in zip(func._schema.arguments, args):
-                        if a.is_write and isinstance(v, Tensor) and (
-                                id(v) not in slot or slot[id(v)] < self_n):
-                            raise _Refused(f"{func} writes into an input or a constant")
-                enc = [encode(a) for a in args]
-                holes = [(j, a.i) for j, a in enumerate(enc) if isinstance(a, _Slot)]
-                nested = [(j, a) for j, a in enumerate(enc)
-                          if isinstance(a, list) and any(isinstance(v, _Slot) for v in a)]
-                kw = {k: encode(v) for k, v in kwargs.items()}
-                if any(isinstance(v, (_Slot, list)) for v in kw.values()):
-                    raise _Refused(f"{func} takes tensors by keyword")
-                out = func(*args, **kwargs)
-                ops.append((func, enc, holes, nested, kw, register(out)))
-                return out
+        def before(func: Any, args: tuple, kwargs: dict) -> None:
+            why = _refusal(func)
+            if why is not None:
+                raise _Refused(f"{func} {why}")
+            if func._schema.is_mutable:
+                for a, v in zip(func._schema.arguments, args):
+                    if a.is_write and isinstance(v, Tensor) and (
+                            id(v) not in slot or slot[id(v)] < self._n_inputs):
+                        raise _Refused(f"{func} writes into an input or a constant")
+            enc = [encode(a) for a in args]
+            holes = [(j, a.i) for j, a in enumerate(enc) if isinstance(a, _Slot)]
+            nested = [(j, a) for j, a in enumerate(enc)
+                      if isinstance(a, list) and any(isinstance(v, _Slot) for v in a)]
+            kw = {k: encode(v) for k, v in kwargs.items()}
+            if any(isinstance(v, (_Slot, list)) for v in kw.values()):
+                raise _Refused(f"{func} takes tensors by keyword")
+            pending[:] = [enc, holes, nested, kw]
 
-        self_n = self._n_inputs
-        with _Mode():
-            result = fn(*inputs)
+        def after(func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+            enc, holes, nested, kw = pending
+            ops.append((func, enc, holes, nested, kw, register(out)))
+
+        result = torch_private.observe(lambda: fn(*inputs), before, after)
         if len(used) < self._n_inputs:
             raise _Refused("an input was never seen by an operation")
         self._ops, self._out = _pruned(ops, register_output(result, slot), {

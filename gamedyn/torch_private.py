@@ -20,8 +20,10 @@ and guards every call. So these private names are used, and nowhere else than he
 - ``torch.utils._python_dispatch._get_current_dispatch_mode`` and
   ``torch._C._functorch.peek_interpreter_stack``: whether a dispatch mode or a ``torch.func``
   transform is active (:func:`in_dispatch_mode`);
-- ``torch.utils._python_dispatch.TorchDispatchMode``: counting the ATen operations of an eager
-  step, which ``auto`` prices (:func:`count_ops`).
+- ``torch.utils._python_dispatch.TorchDispatchMode``: seeing the ATen operations of a call
+  (:func:`observe`): counting those of an eager step, which ``auto`` prices (:func:`count_ops`),
+  the run-axis alignment they need (:mod:`gamedyn.alignment`), recording them for a replay
+  (:mod:`gamedyn.replay`).
 
 They are tested on the torch versions in :data:`TESTED`. On another version fusion still tries, and
 the runs table's ``stepping_note`` says that the version is untested (:func:`untested`), or which of
@@ -178,21 +180,37 @@ def _forget_isa(cpu_vec_isa: Any) -> None:
                     method.cache_clear()
 
 
-def count_ops(fn: Callable[[], Any]) -> tuple[Any, int]:
-    """``fn()`` and the number of ATen operations it dispatched (autograd's backward included)."""
+def observe(fn: Callable[[], Any], before: Callable[..., None] | None = None,
+            after: Callable[..., None] | None = None) -> Any:
+    """``fn()``, every ATen operation it dispatches (autograd's backward included) shown to
+    ``before(func, args, kwargs)`` before it runs (which may raise to stop it) and to
+    ``after(func, args, kwargs, out)`` after: the one dispatch mode of :func:`count_ops`,
+    :func:`gamedyn.alignment.needed` and :class:`gamedyn.replay.Recording`."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    class _Count(TorchDispatchMode):
-        n = 0
-
+    class _Observe(TorchDispatchMode):
         @classmethod
         def _should_skip_dynamo(cls) -> bool:
-            return False  # else the mode's first dispatch imports Dynamo (1.3 s), which counting never runs
+            return False  # else the mode's first dispatch imports Dynamo (1.3 s), which observing never runs
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-            self.n += 1
-            return func(*args, **(kwargs or {}))
+            kwargs = kwargs or {}
+            if before is not None:
+                before(func, args, kwargs)
+            out = func(*args, **kwargs)
+            if after is not None:
+                after(func, args, kwargs, out)
+            return out
 
-    with _Count() as counter:
-        out = fn()
-    return out, counter.n
+    with _Observe():
+        return fn()
+
+
+def count_ops(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """``fn()`` and the number of ATen operations it dispatched (autograd's backward included)."""
+    n = [0]
+
+    def count(*_: Any) -> None:
+        n[0] += 1
+
+    return observe(fn, before=count), n[0]
