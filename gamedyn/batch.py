@@ -173,7 +173,7 @@ def _run_batch(runs: list[Run], thresholds: dict[str, float] | None, device: str
         recorder.record(0, params)
         state = rule.init(ctx, params)
         while i < last:
-            params, state, i = stepper.advance(params, state, i)
+            params, state, i = stepper.advance(params, state, i, check)
             if i >= check:
                 check = i + ALIVE_EVERY
                 if not recorder.alive():

@@ -51,10 +51,11 @@ fill a chunk.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +109,10 @@ class Stepper:
     """Advances a batch from one record to a later one, eagerly or with compiled chunks, and hands
     the records (rows and :meth:`Recorder.judge`'s flags) to the recorder.
 
-    ``advance(params, state, i)`` steps from record ``i`` (the recorder's ``steps[i]``) to a later
-    record ``j``, stores records ``i+1 … j`` and returns the new params, state and ``j``: one record
-    eagerly, :func:`records_per_chunk` records per compiled chunk. The first :data:`PROBE_STEPS`
+    ``advance(params, state, i, until)`` steps from record ``i`` (the recorder's ``steps[i]``) to a
+    later record ``j``, stores records ``i+1 … j`` and returns the new params, state and ``j``: one
+    record eagerly, whole compiled chunks of :func:`records_per_chunk` records up to ``until`` (at
+    least one). The first :data:`PROBE_STEPS`
     steps of a batch are stepped eagerly (the first with its operations counted); then it decides.
     ``kind`` says how the batch was stepped in the end (``eager`` or ``compiled``), ``note`` why it
     was not compiled (empty when it was, or when ``off`` was asked), ``compile_seconds`` the time
@@ -133,7 +135,8 @@ class Stepper:
         self._probed, self._ops = 0, 0
         self._draws = False
 
-    def advance(self, params: Params, state: State, i: int) -> tuple[Params, State, int]:
+    def advance(self, params: Params, state: State, i: int, until: int | None = None
+                ) -> tuple[Params, State, int]:
         at = self.recorder.steps
         n = at[i + 1] - at[i]
         if not self._decided:
@@ -143,7 +146,7 @@ class Stepper:
         if self.kind == "compiled":
             done = self._done
             try:
-                out = self._compiled(params, state, i, n)
+                out = self._compiled(params, state, i, n, i + 1 if until is None else until)
                 if out is not None:
                     return out
             except Exception as e:  # noqa: BLE001  (any compiler failure: fall back to eager)
@@ -209,7 +212,8 @@ class Stepper:
             return params, state
         start = time.perf_counter()
         try:  # trace and compile now (on fake tensors: the point is untouched), before any chunk
-            fn = _Compiled(self._chunk(first), params, state)
+            slots = self.recorder.blank_slots(self.m) if first == "rec" else ()
+            fn = _Compiled(self._chunk(first), params, state, slots)
             if self.mode == "auto" and fn.nodes * SECONDS_PER_NODE > remaining:
                 self.note = (f"auto: compiling ({fn.nodes} operations) would take longer than "
                              "stepping eagerly")
@@ -223,32 +227,37 @@ class Stepper:
         return params, state
 
     # -- compiled --------------------------------------------------------------------------------
-    def _compiled(self, params: Params, state: State, i: int, n: int
+    def _compiled(self, params: Params, state: State, i: int, n: int, until: int
                   ) -> tuple[Params, State, int] | None:
-        """The ``n`` steps left to record ``i + 1`` (and maybe more records). When the chunk is the
-        record interval: ``m`` whole intervals, each ending with its record, in one call (or None,
-        to step eagerly, for a part of an interval or the last few intervals). Else chunks of
-        ``k`` steps, the remainder eagerly, and the record compiled on its own."""
-        at, rec = self.recorder.steps, self.recorder
+        """The ``n`` steps left to record ``i + 1`` (and maybe more records, up to ``until``). When
+        the chunk is the record interval: as many chunks as fit, each of ``m`` whole intervals that
+        end with their records, written into the recorder's slots (or None, to step eagerly, for a
+        part of an interval or the last few intervals). Else chunks of ``k`` steps, the remainder
+        eagerly, and the record compiled on its own."""
+        at, rec, m = self.recorder.steps, self.recorder, self.m
         if self.interval == self.k:
-            j = i + self.m
-            if n != self.interval or j >= len(at) or at[j] - at[i] != self.m * self.interval:
+            regular = len(at) - 1 if self.steps % self.interval == 0 else len(at) - 2  # the last
+            q = (min(until, regular) - i) // m      # record a whole number of intervals from 0
+            if n != self.interval or q < 1:
                 return None
-            params, state, rows, bad = self._call("rec", params, state)
-            self._done += self.m * self.interval
-            rec.store(at[i + 1], rows, bad)
-            return params, state, j
+            params, state = self._run("rec", params, state,
+                                      [rec.slots(at[i + 1 + c * m], m) for c in range(q)])
+            self._done += q * m * self.interval
+            rec.wrote(at[i + 1], q * m)
+            return params, state, i + q * m
         q, r = divmod(n, self.k)
-        for _ in range(q):
-            params, state = self._call("steps", params, state)
-            self._done += self.k
+        if q:
+            params, state = self._run("steps", params, state, [()] * q)
+            self._done += q * self.k
         params, state = self._eager(params, state, r)
-        rec.store(at[i + 1], *self._call("row", params, state))
+        self._run("row", params, state, [rec.slots(at[i + 1])])
+        rec.wrote(at[i + 1], 1)
         return params, state, i + 1
 
     def _chunk(self, what: str) -> _Chunk:
         """The chunk ``steps`` (k steps), ``rec`` (m times: k steps and the record) or ``row``
-        (the record); records come as ([m, V, R] rows, [m, R] :meth:`Recorder.judge` flags)."""
+        (the record); the records are written into the recorder's slots ([m, V, R] rows, [m, R]
+        :meth:`Recorder.judge` flags, :meth:`Recorder.slots`)."""
         rule, ctx, recorder = self.rule, self.ctx, self.recorder
         k, m = (0, 1) if what == "row" else (self.k, self.m)
 
@@ -256,21 +265,36 @@ class Stepper:
             with torch.enable_grad():  # as in eager stepping (unrolled differentiates updates)
                 return rule.step(ctx, params, state)
 
-        def finish(*parts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            rows = torch.cat(parts).view(m, -1, recorder.n_runs)
-            return rows, recorder.judge(rows)
+        def write(*slots_parts: torch.Tensor) -> list:
+            """The m records' parts (``parts`` of each in turn) into the slots (each variable of
+            each record, then the flags, :meth:`Recorder.slots`)."""
+            n_slots = m * len(recorder.variables)
+            slots, flags, parts = slots_parts[:n_slots], slots_parts[n_slots], slots_parts[n_slots + 1:]
+            n = len(parts) // m
+            records = [list(parts[j * n:(j + 1) * n]) for j in range(m)]
+            rows = [r for record in records for p in record for r in p.unbind(0)]
+            for slot, row in zip(slots, rows, strict=True):
+                slot.copy_(row)
+            flags.copy_(functools.reduce(torch.add, [recorder.judge_parts(r) for r in records], flags))
+            return []
 
-        return _Chunk(what, k, m, step, recorder.parts, finish)
+        return _Chunk(what, k, m, step, recorder.parts, write)
 
-    def _call(self, what: str, params: Params, state: State) -> Any:
+    def _run(self, what: str, params: Params, state: State,
+             slots: list[tuple[torch.Tensor, ...]]) -> tuple[Params, State]:
+        """The compiled chunk ``what`` called once per entry of ``slots`` (that call's slots), each
+        call's params and state the next's (flattened once: that costs more than the call)."""
         fn = self._fns.get(what)
         if fn is None:  # compiled at its first call, for this batch's shapes and constants
             start = time.perf_counter()
-            fn = _Compiled(self._chunk(what), params, state)
+            fn = _Compiled(self._chunk(what), params, state, slots[0])
             fn.compile()
             self._fns[what] = fn
             self.compile_seconds += time.perf_counter() - start
-        return fn(params, state)
+        flat = fn.flat(params, state)
+        for s in slots:
+            flat = fn.run(flat, s)
+        return fn.tree(flat)
 
 
 class _Unfusable(RuntimeError):
@@ -284,14 +308,14 @@ _LOADED: dict[str, Callable[[list[torch.Tensor]], Any]] = {}
 @dataclasses.dataclass
 class _Chunk:
     """What a compiled chunk computes: ``m`` times ``k`` steps followed (unless ``what`` is
-    ``steps``) by a record, then ``finish`` of the ``m`` records' parts (their rows and flags)."""
+    ``steps``) by a record, then ``write`` of the ``m`` records' parts into the slots (in place)."""
 
     what: str
     k: int
     m: int
     step: Callable[[Params, State], tuple[Params, State]]
     record: Callable[[Params], list[torch.Tensor]]
-    finish: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    write: Callable[..., list]
 
 
 class _Compiled:
@@ -313,7 +337,8 @@ class _Compiled:
     each copy of the step advances them as an eager step would.
     """
 
-    def __init__(self, chunk: _Chunk, params: Params, state: State) -> None:
+    def __init__(self, chunk: _Chunk, params: Params, state: State,
+                 slots: tuple[torch.Tensor, ...] = ()) -> None:
         self._in = (params, state)  # the template: the order of the graph's inputs
         flat = tree.leaves(self._in)
         if not all(isinstance(x, torch.Tensor) for x in flat):
@@ -321,7 +346,8 @@ class _Compiled:
         fakes = torch_private.fake_tensors(flat)
         root, graph = torch.nn.Module(), torch.fx.Graph()
         x = [graph.placeholder(f"arg{i}") for i in range(len(flat))]
-        for node, fake in zip(x, fakes):
+        outs = [graph.placeholder(f"slot{i}") for i in range(len(slots))]
+        for node, fake in zip(x + outs, fakes + torch_private.fake_tensors([*fakes[:1], *slots])[1:]):
             node.meta["val"] = fake
         if chunk.k:
             step = self._trace_step(chunk, fakes)
@@ -329,16 +355,17 @@ class _Compiled:
             n_params = len(tree.leaves(params))
             record = _trace(lambda *p: chunk.record(tree.unflatten(params, p)),
                             torch_private.fake_tensors(fakes[:n_params]))
-            finish = _trace(chunk.finish, torch_private.fake_tensors(_outputs(record) * chunk.m))
+            write = _trace(chunk.write, torch_private.fake_tensors(
+                [o.meta["val"] for o in outs] + _outputs(record) * chunk.m), writes=True)
         parts: list[torch.fx.Node] = []
         for _ in range(chunk.m):
             for _ in range(chunk.k):
                 x = _inline(graph, root, "step", step, x)
             if chunk.what != "steps":
                 parts += _inline(graph, root, "record", record, x[:n_params])
-        rows_bad = _inline(graph, root, "finish", finish, parts) if parts else []
-        graph.output(tuple(rows_bad if chunk.what == "row" else x + rows_bad))
-        self._out = {"steps": self._in, "rec": (*self._in, None, None), "row": (None, None)}[chunk.what]
+        if parts:
+            _inline(graph, root, "write", write, outs + parts)
+        graph.output(tuple(x))  # (a record alone gives its inputs back)
         gm = torch.fx.GraphModule(root, graph)
         self._constants = _lift_constants(gm)
         self._gm, self.nodes = gm, len(gm.graph.nodes)
@@ -369,20 +396,32 @@ class _Compiled:
         self._fn = _LOADED[self.key]
         del self._gm
 
-    def __call__(self, params: Params, state: State) -> Any:
-        out = self._fn(tree.leaves((params, state), self._in) + self._constants)
-        return tree.unflatten(self._out, out)
+    def flat(self, params: Params, state: State) -> list[torch.Tensor]:
+        """The chunk's inputs ``params`` and ``state`` as the flat list :meth:`run` takes."""
+        return tree.leaves((params, state), self._in)
+
+    def run(self, flat: Sequence[torch.Tensor], slots: tuple[torch.Tensor, ...] = ()
+            ) -> Sequence[torch.Tensor]:
+        """The chunk on the flat params and state (writing any record into ``slots``): the new ones."""
+        return self._fn([*flat, *slots, *self._constants])
+
+    def tree(self, flat: Sequence[torch.Tensor]) -> tuple[Params, State]:
+        """The flat params and state as the trees they are."""
+        return tree.unflatten(self._in, flat)
 
 
-def _trace(fn: Callable[..., Any], inputs: list[torch.Tensor]) -> torch.fx.GraphModule:
+def _trace(fn: Callable[..., Any], inputs: list[torch.Tensor], writes: bool = False
+           ) -> torch.fx.GraphModule:
     """``fn`` (flat tensors in, a flat list of tensors out) traced on fake tensors into a graph of
     ATen operations (Inductor's decompositions); fake ``inputs`` keep their fake mode, so that the
-    graphs traced for one chunk share it."""
+    graphs traced for one chunk share it. Only a chunk's ``write`` (``writes``) may change tensors
+    in place (its slots)."""
     _set_up_compiler()  # before importing Inductor: it fixes its cache folder on first use
     gm = torch_private.make_fx(fn, inputs)
     if not all(isinstance(o, torch.fx.Node) for o in _output(gm).args[0]):
         raise _Unfusable("the chunk returns Python numbers")
-    if any(torch_private.mutates(n.target) for n in gm.graph.nodes if n.op == "call_function"):
+    if not writes and any(torch_private.mutates(n.target) for n in gm.graph.nodes
+                          if n.op == "call_function"):
         raise _Unfusable("the step changes tensors in place")
     return gm
 

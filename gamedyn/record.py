@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -55,6 +56,11 @@ def _root_sum(squares: list[torch.Tensor]) -> torch.Tensor:
     return torch.sqrt(total)
 
 
+def _largest(rows: list[torch.Tensor]) -> torch.Tensor:
+    """The largest absolute value of ``rows`` elementwise (NaN where any is NaN)."""
+    return functools.reduce(torch.maximum, [r.abs() for r in rows])
+
+
 def _coord_names(player: str, name: str, shape: tuple[int, ...]) -> list[str]:
     if not shape:
         return [f"{player}.{name}"]
@@ -84,17 +90,21 @@ class Recorder:
         of each eager record goes to ``memo``, for the rule's next step (:class:`FieldMemo`).
         ``tile(m)`` builds the same game for m copies of the run axis (copy j's run r at j·R + r),
         which lets eager records be evaluated many at once (:meth:`defer`). ``record`` is the
-        study's ``record:`` (None: everything): the losses and gradient norms, which cost a field
-        evaluation per record, are computed only where it keeps them or where the diagnosis needs
-        them (the gradient norms are the distance to stationarity of a game without a known
-        equilibrium); the blow-up check then sees the variables computed."""
+        study's ``record:`` (None: everything): the gradient norms, which cost a field evaluation
+        per record, are computed only where it keeps them or where the diagnosis needs them (they
+        are the distance to stationarity of a game without a known equilibrium), and the losses
+        (a forward pass) only where it keeps them or the gradient norms are computed; the blow-up
+        check then sees the variables computed."""
         self.game, self.memo, self.tile, self.record_choice = game, memo, tile, record
         self._tiled: Recorder | None = None  # evaluates deferred records (see defer)
         self.ctx = Context(game, {})  # recording is not charged to the rule's counters
         self.rng = game.rng.fork(1) if game.rng is not None else None  # apart from training noise
         self.eq = game.equilibrium()
-        self.field = record is None or self.eq is None or any(
-            r in ("losses", "grad_norms") or r.startswith(("loss.", "grad_norm.")) for r in record)
+        def keeps(group: str, prefix: str) -> bool:
+            return record is None or any(r == group or r.startswith(prefix) for r in record)
+
+        self.field = self.eq is None or keeps("grad_norms", "grad_norm.")
+        self.losses = self.field or keeps("losses", "loss.")
         self.steps = sorted(set(range(0, steps + 1, record_every)) | {steps})
         self._index = {s: i for i, s in enumerate(self.steps)}
         self._small = {p: sum(math.prod(s) for s in named.values()) <= MAX_COORDS
@@ -139,11 +149,14 @@ class Recorder:
                 losses, grads = self.ctx.losses_and_grad(params)
                 if self.memo is not None and (self.rng is None or self.rng.counter == drawn):
                     self.memo.put(params, grads)  # the game drew nothing: the rule's own field
+            elif self.losses:
+                losses = self.ctx.losses(detached)
             self.game.record_step = step   # e.g. module_gan's snapshots at chosen record steps
             metrics = self.game.metrics(detached)
-        if self.field:
+        if self.losses:
             for p in params:
                 cols[f"loss.{p}"] = losses[p].detach()
+        if self.field:
             for p in params:
                 cols[f"grad_norm.{p}"] = _root_sum([(g.reshape(R, -1) ** 2).sum(1)
                                                     for g in grads[p].values()])
@@ -173,30 +186,43 @@ class Recorder:
     def _row(self, cols: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.cat([c.reshape(self.n_runs, -1) for c in cols.values()], 1).to(self.game.dtype).T
 
-    def _size(self, rows: torch.Tensor) -> torch.Tensor:
-        """A run's size in records [..., V, R]: its distance to the equilibrium, else its largest
+    def _core(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """The core variables (metrics aside) of records ``rows`` [..., V, R], one [..., R] each."""
+        return list(rows[..., : rows.shape[-2] - self._metric_width, :].unbind(-2))
+
+    def _size(self, core: list[torch.Tensor]) -> torch.Tensor:
+        """A run's size from its core variables: its distance to the equilibrium, else its largest
         coordinate."""
         if self._size_col is not None:
-            return rows[..., self._size_col, :]
-        return rows[..., : len(self.coord_vars), :].abs().amax(-2)
+            return core[self._size_col]
+        return _largest(core[: len(self.coord_vars)])
 
     def judge(self, rows: torch.Tensor) -> torch.Tensor:
         """How far past stopping each run is at records ``rows`` ([..., V, R] → [..., R]): 0 where it
         goes on; positive (or NaN) where its core values (metrics aside) are not all finite, or its
-        size exceeds ``blowup`` × max(1, size at step 0). :meth:`store` reads it as ``!= 0``.
+        size exceeds ``blowup`` × max(1, size at step 0). :meth:`store` reads it as ``!= 0``."""
+        return self._verdict(self._core(rows))
 
-        Pure tensor code, so that :mod:`gamedyn.fuse` compiles it with the steps, and written for
-        Inductor: a reduction of booleans (``isfinite().all()``) compiles to code slower than ten
-        steps of a toy game, and ``0·v`` (NaN where v is not finite) is folded to 0; the largest
-        absolute value, NaN-propagating, is ≤ the largest float exactly where all are finite."""
-        n_core = rows.shape[-2] - self._metric_width
-        worst = rows[..., :n_core, :].abs().amax(-2)
-        nonfinite = torch.where(worst <= torch.finfo(rows.dtype).max, 0.0, 1.0)
-        return nonfinite + (self._size(rows) - self._limit).clamp_min(0)
+    def judge_parts(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """:meth:`judge` of one record given as its :meth:`parts` ([k, R] blocks → [R])."""
+        rows = [r for p in parts for r in p.unbind(0)]
+        return self._verdict(rows[: len(rows) - self._metric_width])
+
+    def _verdict(self, core: list[torch.Tensor], limit: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`judge` from the core variables. Pure elementwise tensor code over the run axis, so
+        that :mod:`gamedyn.fuse` compiles it into the loop of the steps, and written for Inductor:
+        a reduction (``amax``, or of booleans: ``isfinite().all()``) becomes a loop of its own, and
+        ``0·v`` (NaN where v is not finite) is folded to 0; the largest absolute value,
+        NaN-propagating, is ≤ the largest float exactly where all are finite. (The core variables
+        are few: coordinates of small players, norms of large ones, losses, gradient norms.)"""
+        finite = _largest(core) <= torch.finfo(core[0].dtype).max
+        limit = self._limit if limit is None else limit
+        return finite.logical_not().to(core[0].dtype) + (self._size(core) - limit).clamp_min(0)
 
     def record(self, step: int, params: Params) -> None:
         """Record ``params`` at ``step`` (eagerly; the first record names the variables)."""
         cols = self.columns(params, step)
+        row = self._row(cols)
         if self.values is None:
             n_params = sum(len(named) for named in params.values())  # the first entries of cols
             names = list(cols)[n_params:]
@@ -207,13 +233,16 @@ class Recorder:
             # [T, V, R]: a record's columns contiguous. Allocated by numpy, which asks for huge
             # pages (first writes fault 3x faster than into torch's memory), and not filled: a
             # record not written is past every run's n_valid (the batch stopped early), and
-            # arrays() sets those to NaN
+            # arrays() sets those to NaN. Records are written through torch views of them (slots),
+            # on the batch's device: the arrays themselves on the CPU, else copies synced by alive()
             dtype = torch.empty(0, dtype=self.game.dtype).numpy().dtype
-            self.values = np.empty((len(self.steps), len(self.variables), self.keep), dtype)
-            self._bad = np.zeros((len(self.steps), self.keep), dtype=bool)
-        row = self._row(cols)
+            self.values = np.empty((len(self.steps), len(self.variables), self.n_runs), dtype)
+            self._rows_t = (torch.from_numpy(self.values) if row.device.type == "cpu" else
+                            torch.empty(self.values.shape, dtype=row.dtype, device=row.device))
+            self._views: tuple[torch.Tensor, ...] = ()  # [T·V] of [R], made by slots()
+            self._flags_t = row.new_zeros(self.n_runs)
         if step == 0:
-            self._limit = self.blowup * self._size(row).clamp_min(1.0)
+            self._limit = self.blowup * self._size(self._core(row)).clamp_min(1.0)
         self.store(step, row)
 
     def defer(self) -> bool:
@@ -270,36 +299,61 @@ class Recorder:
             self._store(pending[0][0], torch.stack(held) if self._tiled is None
                         else self._evaluate(held))
 
-    def store(self, step: int, rows: torch.Tensor, bad: torch.Tensor | None = None) -> None:
+    def store(self, step: int, rows: torch.Tensor) -> None:
         """Keep the record at ``step`` ([V, R]), or the consecutive records from ``step`` on
-        ([M, V, R]), computed elsewhere (a compiled chunk's, with their :meth:`judge` as ``bad``).
-        Which runs stopped is settled later, for many records at once (:meth:`alive`)."""
+        ([M, V, R]), computed elsewhere. Which runs stopped is settled later, for many records at
+        once (:meth:`alive`)."""
         self.flush()
-        self._store(step, rows, bad)
+        self._store(step, rows)
 
-    def _store(self, step: int, rows: torch.Tensor, bad: torch.Tensor | None = None) -> None:
-        if bad is None:
-            bad = self.judge(rows)
-        i = self._index[step]
+    def _store(self, step: int, rows: torch.Tensor) -> None:
+        rows = rows.detach()
+        bad = self.judge(rows)
         m = rows.shape[0] if rows.dim() == 3 else 1
-        rows, bad = rows.detach(), bad.detach()
-        if rows.device.type != "cpu":
-            rows, bad = rows.cpu(), bad.cpu()
-        self.values[i:i + m] = rows.numpy()[..., :self.keep]   # (sliced in numpy: no torch calls)
-        self._bad[i:i + m] = bad.numpy()[..., :self.keep] != 0
+        i = self._index[step]
+        self._rows_t[i:i + m] = rows
+        self._flags_t += bad.sum(0) if rows.dim() == 3 else bad
         self._stored = i + m
+
+    def slots(self, step: int, m: int = 1) -> tuple[torch.Tensor, ...]:
+        """Where the ``m`` records from ``step`` on go, for a compiled chunk to write in place (then
+        :meth:`wrote`): each record's variables in turn ([R] views of the values, ``m·V`` of them),
+        and the stop flags [R], to which the chunk adds its records' :meth:`judge`. (One tensor per
+        variable and record, so that each is written once, in the loop of the steps: Inductor
+        writes a tensor written in parts with a loop for each part.)"""
+        i, V = self._index[step], len(self.variables)
+        if not self._views:
+            self._views = self._rows_t.view(-1, self.n_runs).unbind(0)
+        return self._views[i * V:(i + m) * V] + (self._flags_t,)
+
+    def blank_slots(self, m: int) -> tuple[torch.Tensor, ...]:
+        """New tensors laid out as :meth:`slots` of ``m`` records (templates for compiling)."""
+        return tuple(t.clone() for t in self.slots(self.steps[0], m))
+
+    def wrote(self, step: int, m: int) -> None:
+        """The ``m`` records from ``step`` on were written into their :meth:`slots`."""
+        self.flush()
+        self._stored = self._index[step] + m
 
     def alive(self) -> bool:
         """Settle the records stored since the last call and say whether any run is still alive.
 
         A run stops at its first record that :meth:`judge` flags; that record and the later ones
-        are discarded, and its ``stop_reason`` is ``nonfinite`` or ``blowup``."""
+        are discarded, and its ``stop_reason`` is ``nonfinite`` or ``blowup``. The records' flags
+        are summed per run as they are stored (nonzero, or NaN, once a run is flagged); the records
+        of newly flagged runs are judged again here to find the first."""
         self.flush()
         lo, hi = self._judged, self._stored
-        bad = self._bad[lo:hi] & self.alive_runs                             # [t, R]
-        hit = np.flatnonzero(bad.any(0))
+        if self._rows_t.device.type != "cpu":  # bring the records written on the device over
+            self.values[lo:hi] = self._rows_t[lo:hi].cpu().numpy()
+        flags = self._flags_t[:self.keep].cpu().numpy()
+        hit = np.flatnonzero((flags != 0) & self.alive_runs)
         if len(hit):
-            first = lo + bad[:, hit].argmax(0)                               # first bad record
+            rows = torch.from_numpy(self.values[lo:hi][:, :, hit])               # [t, V, hit]
+            bad = (self._verdict(self._core(rows), self._limit[hit].cpu()) != 0).numpy()
+            if not bad.any(0).all():
+                raise RuntimeError("a run was flagged but none of its records is (gamedyn bug)")
+            first = lo + bad.argmax(0)                                       # first bad record
             self.n_valid[hit] = first
             n_core = self.values.shape[1] - self._metric_width
             finite = np.isfinite(self.values[first, :n_core, hit]).all(-1)          # [hit, n_core]
@@ -312,7 +366,7 @@ class Recorder:
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(steps [T], values [R, T, V] with NaN past each run's stop, n_valid [R])."""
         self.alive()
-        values = self.values.transpose(2, 0, 1).astype(float, copy=True)
+        values = self.values[..., :self.keep].transpose(2, 0, 1).astype(float, copy=True)
         n_valid = self.n_valid
         values[np.arange(values.shape[1])[None, :] >= n_valid[:, None]] = np.nan
         return np.asarray(self.steps, dtype=np.int64), values, n_valid

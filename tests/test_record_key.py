@@ -63,13 +63,14 @@ def test_float32_trajectories_are_the_float64_ones_rounded(tmp_path):
         make_study({**SPEC, "trajectory_dtype": "half"})
 
 
-@pytest.mark.parametrize("record,field", [
-    (None, True), (["params"], False), (["params", "distance"], False),
-    (["params", "grad_norm.gen"], True), (["losses"], True)])
-def test_the_field_is_evaluated_at_a_record_only_where_it_is_kept_or_diagnosed(record, field):
-    """The losses and gradient norms cost a field evaluation per record: computed where ``record:``
-    keeps them, or where the game knows no equilibrium (the gradient norms are then the distance
-    to stationarity that the dynamics labels read)."""
+@pytest.mark.parametrize("record,field,losses", [
+    (None, True, True), (["params"], False, False), (["params", "distance"], False, False),
+    (["params", "grad_norm.gen"], True, True), (["losses"], False, True)])
+def test_the_field_is_evaluated_at_a_record_only_where_it_is_kept_or_diagnosed(record, field, losses):
+    """The gradient norms cost a field evaluation per record: computed where ``record:`` keeps
+    them, or where the game knows no equilibrium (the gradient norms are then the distance to
+    stationarity that the dynamics labels read); the losses (a forward pass) where it keeps them or
+    the field is evaluated anyway. The losses recorded are the game's."""
     import torch
 
     from gamedyn.games import GAMES
@@ -78,13 +79,18 @@ def test_the_field_is_evaluated_at_a_record_only_where_it_is_kept_or_diagnosed(r
     cls = GAMES.get("bilinear")
     game = cls.build([cls.resolve({}, "game")] * 3, torch.float64)
     calls = []
-    losses = game.losses
-    game.losses = lambda *a, **k: calls.append(1) or losses(*a, **k)
+    game_losses = game.losses
+    game.losses = lambda *a, **k: calls.append(1) or game_losses(*a, **k)
     rec = Recorder(game, 3, 10, 5, 1e6, record=record)
-    rec.record(0, {"gen": {"x": torch.ones(3, 1, dtype=torch.float64)},
-                   "disc": {"y": torch.ones(3, 1, dtype=torch.float64)}})
-    assert rec.field is field and bool(calls) is field
-    assert any(v.startswith(("loss.", "grad_norm.")) for v in rec.variables) is field
+    point = {"gen": {"x": torch.full((3, 1), 2.0, dtype=torch.float64)},
+             "disc": {"y": torch.full((3, 1), 3.0, dtype=torch.float64)}}
+    rec.record(0, point)
+    assert rec.field is field and rec.losses is losses and bool(calls) is losses
+    assert any(v.startswith("grad_norm.") for v in rec.variables) is field
+    assert any(v.startswith("loss.") for v in rec.variables) is losses
+    if losses:  # x·y = 6 for the generator, −6 for the discriminator
+        assert rec.values[0, rec.variables.index("loss.gen")].tolist() == [6.0] * 3
+        assert rec.values[0, rec.variables.index("loss.disc")].tolist() == [-6.0] * 3
     no_eq = GAMES.get("gan1d")
     g = no_eq.build([no_eq.resolve({"data": "mixture"}, "game")] * 3, torch.float64)
     assert g.equilibrium() is None
