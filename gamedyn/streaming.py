@@ -25,11 +25,14 @@ groups (:func:`row_groups_of`).
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import operator
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -146,9 +149,9 @@ def write_trajectories(out: Path, parts: list[Path], run_ids: list[str], part_of
     last = {p: i for i, p in enumerate(part_of)}  # the last run (in study order) of each part
     readers: dict[int, _PartRows] = {}
     table_schema = schema(pq.read_schema(parts[0]).field("value").type) if parts else SCHEMA
-    with pq.ParquetWriter(out, table_schema, **WRITE_OPTIONS) as writer:
+    with pq.ParquetWriter(out, table_schema, **WRITE_OPTIONS) as writer, _Background() as later:
         groups = _RowGroups(writer, pa.array(run_ids, pa.string()), pa.array(variables, pa.string()),
-                            table_schema)
+                            table_schema, later=later)
         for start, end in _stretches(part_of):
             p = int(part_of[start])
             if p not in readers:
@@ -158,6 +161,7 @@ def write_trajectories(out: Path, parts: list[Path], run_ids: list[str], part_of
             if last[p] < end:  # the part has given all its runs: drop its buffer
                 readers.pop(p).finish()
         groups.close()
+        later.wait()
         writer.add_key_value_metadata({RANGES_KEY: json.dumps(groups.ranges)})
 
 
@@ -227,17 +231,24 @@ class _PartRows:
         known = self._lookups.get(name)
         if known is None or not known[0].equals(column.dictionary):
             try:
-                table = np.array([mapping[v] for v in column.dictionary.to_pylist()], dtype=np.int64)
+                table = np.array([mapping[v] for v in column.dictionary.to_pylist()], dtype=np.int32)
             except KeyError as e:
                 raise DamagedPart(self.path, ValueError(f"{name} {e} is not in the runs parts")) from None
-            known = self._lookups[name] = (column.dictionary, table)
-        return known[1][column.indices.to_numpy(zero_copy_only=False)]
+            identity = bool((table == np.arange(len(table))).all())
+            known = self._lookups[name] = (column.dictionary, None if identity else table)
+        indices = column.indices.to_numpy(zero_copy_only=False)
+        return indices.astype(np.int32, copy=False) if known[1] is None else known[1][indices]
 
     def _check_order(self, ranks: np.ndarray, steps: np.ndarray) -> None:
-        r = np.concatenate(([self._last[0]], ranks))
-        s = np.concatenate(([self._last[1]], steps))
-        dr = np.diff(r)
-        if not ((dr > 0) | ((dr == 0) & (np.diff(s) >= 0))).all():
+        """Rows grouped by run in study order, steps ascending: (rank, step) never goes down, checked
+        as one key rank·2⁶³⁻ᵇ + step (b bits for the ranks; steps are smaller than that span)."""
+        top = max(1, int(ranks.max()), self._last[0])
+        span = np.int64(1) << np.int64(62 - top.bit_length())
+        if steps.min() < 0 or steps.max() >= span:
+            raise DamagedPart(self.path, ValueError("its steps are out of range"))
+        key = np.concatenate(([self._last[0] * span + max(self._last[1], -1)],
+                              ranks.astype(np.int64) * span + steps))
+        if not (key[1:] >= key[:-1]).all():
             raise DamagedPart(self.path, ValueError("its rows are not grouped by run in study order "
                                                     "with steps ascending"))
         self._last = (int(ranks[-1]), int(steps[-1]))
@@ -249,8 +260,10 @@ class _RowGroups:
     the last one at :meth:`close` (its dictionary reaches the last run)."""
 
     def __init__(self, writer: pq.ParquetWriter, run_ids: pa.Array, variables: pa.Array,
-                 table_schema: pa.Schema = SCHEMA, rows: int | None = None) -> None:
+                 table_schema: pa.Schema = SCHEMA, rows: int | None = None,
+                 later: _Background | None = None) -> None:
         self._writer, self._run_ids, self._variables = writer, run_ids, variables
+        self._later = later
         self._schema = table_schema
         self._rows = rows or ROW_GROUP_ROWS
         self._chunks: list[Chunk] = []
@@ -272,7 +285,8 @@ class _RowGroups:
             self._write(self._pending, len(self._run_ids))
 
     def _seal(self) -> None:
-        group: Chunk = tuple(np.concatenate(c) for c in zip(*self._chunks))  # type: ignore[assignment]
+        group: Chunk = tuple(c[0] if len(c) == 1 else np.concatenate(c)  # type: ignore[assignment]
+                             for c in zip(*self._chunks))
         self._chunks, self._n = [], 0
         if self._pending is not None:
             self._write(self._pending, max(int(group[0][0]), int(self._pending[0][-1]) + 1))
@@ -287,6 +301,39 @@ class _RowGroups:
             pa.DictionaryArray.from_arrays(pa.array(variables, pa.int32()), self._variables),
             pa.array(values, self._schema.field("value").type),
         ], schema=self._schema)
-        self._writer.write_table(table, row_group_size=len(table))
+        if self._later is None:
+            self._writer.write_table(table, row_group_size=len(table))
+        else:
+            self._later.do(self._writer.write_table, table, row_group_size=len(table))
         self.ranges.append((lo, hi))
         self._lo = hi
+
+
+class _Background:
+    """Calls done one after another in a thread, in the order given, while the caller prepares the
+    next (encoding a row group releases the GIL: it overlaps the reading and merging of the next);
+    at most ``ahead`` wait. Leaving the context waits for them all and raises the first error."""
+
+    def __init__(self, ahead: int = 2) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._pending: collections.deque[Future] = collections.deque()
+        self._ahead = ahead
+
+    def do(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        while len(self._pending) >= self._ahead:
+            self._pending.popleft().result()  # (memory: at most ``ahead`` row groups wait)
+        self._pending.append(self._pool.submit(fn, *args, **kwargs))
+
+    def wait(self) -> None:
+        """Wait for every call given so far (raising the first error)."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def __enter__(self) -> _Background:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)

@@ -210,3 +210,27 @@ def test_a_few_runs_are_read_from_their_row_groups_only(tmp_path, monkeypatch):
         pd.testing.assert_frame_equal(fresh.trajectories_for(run_ids=ids), expected)
         assert len(expected) > 0
     assert streaming.row_groups_of(table, []) == []
+
+
+@pytest.mark.parametrize("disorder", ["steps go back", "runs out of order"])
+def test_a_part_whose_rows_are_out_of_order_is_refused(tmp_path, monkeypatch, disorder):
+    """A part whose rows are not grouped by run in study order with steps ascending (damaged, or
+    edited by hand) is refused naming it, also where the disorder straddles two of its record
+    batches; a part in order is assembled."""
+    monkeypatch.setattr(streaming, "PART_ROWS", 4)
+    runs, steps = ["a", "b"], [0, 1, 2, 3]
+    rows = pd.DataFrame({"run_id": pd.Categorical(np.repeat(runs, 4), categories=runs),
+                         "step": np.tile(steps, 2), "variable": pd.Categorical(["x"] * 8),
+                         "value": np.arange(8.0)})
+    good = tmp_path / "good.parquet"
+    rows.to_parquet(good, row_group_size=4)
+    streaming.write_trajectories(tmp_path / "ok.parquet", [good], runs, np.zeros(2, dtype=int))
+    assert pd.read_parquet(tmp_path / "ok.parquet")["value"].tolist() == list(np.arange(8.0))
+    if disorder == "steps go back":
+        bad_rows = rows.assign(step=[0, 1, 2, 3, 0, 1, 3, 2])
+    else:  # run b's rows first: its last row in one batch, a's first row in the next
+        bad_rows = rows.iloc[[4, 5, 6, 7, 0, 1, 2, 3]].reset_index(drop=True)
+    bad = tmp_path / "bad.parquet"
+    bad_rows.to_parquet(bad, row_group_size=4)
+    with pytest.raises(streaming.DamagedPart, match="bad.parquet.*not grouped by run"):
+        streaming.write_trajectories(tmp_path / "t.parquet", [bad], runs, np.zeros(2, dtype=int))
