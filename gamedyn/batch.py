@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import time
 from typing import Any
@@ -12,7 +13,7 @@ import pandas as pd
 import torch
 
 from . import alignment as aligner
-from . import basins, diagnose, fuse, lyapunov, plugins, regularizers, runaxis, spectra, stability
+from . import basins, diagnose, fuse, lyapunov, plugins, regularizers, runaxis, spectra, stability, streaming
 from .games import GAMES
 from .init import initial_params
 from .optim import OPTIMIZERS
@@ -28,11 +29,16 @@ ALIVE_EVERY = 32
 
 @dataclasses.dataclass
 class BatchResult:
-    """What a batch sends back: one row per run, and the long-format trajectories."""
+    """What a batch sends back: one row per run, and its trajectories as recorded (``records``;
+    ``trajectories`` is their long-format table, made when asked for)."""
 
     batch_id: str
     runs: pd.DataFrame
-    trajectories: pd.DataFrame
+    records: streaming.Records
+
+    @functools.cached_property
+    def trajectories(self) -> pd.DataFrame:
+        return self.records.long()
 
 
 def stability_columns(rho: np.ndarray, growth_rate: np.ndarray, dynamics: np.ndarray
@@ -232,18 +238,9 @@ def _collect(runs: list[Run], recorder: Recorder, counts: dict[str, torch.Tensor
     rows["stepping_note"] = stepper.note
     rows["compile_time"] = stepper.compile_seconds
 
-    valid = np.arange(len(steps))[None, :] < n_valid[:, None]
-    rr, tt = np.nonzero(valid)
-    n = len(rr)
-    ids = [r.run_id for r in runs]
     keep = kept(V, ncoord, runs[0].config.get("record"))   # the study's record: (default: all)
     values = values if len(keep) == len(V) else values[:, :, keep]
-    traj = pd.DataFrame({   # categorical columns built from integer codes: no string arrays
-        "run_id": pd.Categorical.from_codes(np.repeat(rr.astype(np.int32), len(keep)), categories=ids),
-        "step": np.repeat(steps[tt], len(keep)),
-        "variable": pd.Categorical.from_codes(np.tile(np.arange(len(keep), dtype=np.int32), n),
-                                              categories=[V[i] for i in keep]),
-        "value": values[rr, tt, :].reshape(-1).astype(runs[0].config.get("trajectory_dtype",
-                                                                           "float64"), copy=False),
-    }, copy=False)  # (int32 codes and no consolidating copy: 7·10⁶ rows a second faster)
-    return BatchResult(bid, rows, traj)
+    records = streaming.Records([r.run_id for r in runs], steps, n_valid, [V[i] for i in keep],
+                                values.astype(runs[0].config.get("trajectory_dtype", "float64"),
+                                              copy=False))
+    return BatchResult(bid, rows, records)

@@ -257,7 +257,7 @@ def _write(folder: ResultsFolder, result: BatchResult) -> BatchFailure | None:
     """Write a batch's pair of parts (all or nothing); an error while writing them is a failure of
     that batch, recorded like one that raised while stepping (None: written)."""
     try:
-        folder.write_part(result.batch_id, result.runs, result.trajectories)
+        folder.write_part(result.batch_id, result.runs, result.records)
     except Exception as e:  # noqa: BLE001  (any write error: this batch failed, the others go on)
         return BatchFailure(result.batch_id, result.runs["run_id"].astype(str).tolist(),
                             type(e).__name__, f"writing the batch's results failed: {e}",

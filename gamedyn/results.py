@@ -200,7 +200,8 @@ class ResultsFolder:
     def has(self, batch_id: str) -> bool:
         return self.part(batch_id, "runs").exists() and self.part(batch_id, "trajectories").exists()
 
-    def write_part(self, batch_id: str, runs: pd.DataFrame, trajectories: pd.DataFrame) -> None:
+    def write_part(self, batch_id: str, runs: pd.DataFrame,
+                   trajectories: pd.DataFrame | streaming.Records) -> None:
         """A batch's pair of parts, all or nothing: both are written to temporary files and flushed;
         only then is the trajectories part renamed into place, and the runs part last, so a batch
         counts as done only when its runs part exists. An error in either write (a column pyarrow
@@ -208,14 +209,19 @@ class ResultsFolder:
         leaves a trajectories part alone, which the next run removes (:meth:`clean_temporaries`)
         before deciding what to compute. The trajectories are stored grouped by run in the order
         of ``runs``, steps ascending (what :func:`gamedyn.streaming.write_trajectories` merges), in
-        row groups of :data:`~gamedyn.streaming.PART_ROWS` rows (what it reads at a time)."""
-        trajectories = _grouped_by_run(trajectories, runs["run_id"])
-        atomic_write_all([
-            (self.part(batch_id, "trajectories"),
-             lambda p: trajectories.to_parquet(p, row_group_size=streaming.PART_ROWS,
-                                               **streaming.WRITE_OPTIONS)),
-            (self.part(batch_id, "runs"), lambda p: runs.to_parquet(p)),
-        ])
+        row groups of :data:`~gamedyn.streaming.PART_ROWS` rows (what it reads at a time): a
+        batch's :class:`~gamedyn.streaming.Records` wide, a trajectories table as it is."""
+        if isinstance(trajectories, streaming.Records):
+            if trajectories.run_ids != runs["run_id"].tolist():
+                raise ValueError("the records' runs are not the runs table's, in its order")
+            write = trajectories.write_part
+        else:
+            table = _grouped_by_run(trajectories, runs["run_id"])
+
+            def write(p: Path) -> None:
+                table.to_parquet(p, row_group_size=streaming.PART_ROWS, **streaming.WRITE_OPTIONS)
+        atomic_write_all([(self.part(batch_id, "trajectories"), write),
+                          (self.part(batch_id, "runs"), lambda p: runs.to_parquet(p))])
 
     def write_failures(self, failures: pd.DataFrame) -> None:
         """``failures.parquet`` holds the failures of the latest attempt; none: no file."""

@@ -1,6 +1,7 @@
 """Bounded memory: trajectories streamed into ``trajectories.parquet`` part by part, batch sizes
 capped by a memory budget, subsets read with filters."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,13 +30,29 @@ def concat_assembly(folder: ResultsFolder, batch_ids: list[str], order: list[str
     runs = pd.concat([pd.read_parquet(folder.part(b, "runs")) for b in batch_ids], ignore_index=True)
     rank = {rid: i for i, rid in enumerate(order)}
     runs = runs.iloc[runs["run_id"].map(rank).argsort()].reset_index(drop=True)
-    trajs = [pd.read_parquet(folder.part(b, "trajectories")) for b in batch_ids]
+    trajs = [part_rows(folder.part(b, "trajectories")) for b in batch_ids]
     for t in trajs:
         t["run_id"] = t["run_id"].astype(str)
     traj = pd.concat(trajs, ignore_index=True)
     traj["run_id"] = pd.Categorical(traj["run_id"], categories=runs["run_id"])
     traj["variable"] = traj["variable"].astype("category")
     return traj.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+
+
+def part_rows(path) -> pd.DataFrame:
+    """A trajectories part as a long table: a wide one (a row per run and record, a column per
+    variable, named in its metadata) unfolded a row per variable, by hand."""
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(streaming.PART_KEY.encode())
+    if raw is None:
+        return table.to_pandas()
+    variables, wide = json.loads(raw), table.to_pandas()
+    K = len(variables)
+    return pd.DataFrame({
+        "run_id": np.repeat(wide["run_id"].astype(str).to_numpy(), K),
+        "step": np.repeat(wide["step"].to_numpy(), K),
+        "variable": pd.Categorical(np.tile(variables, len(wide)), categories=variables),
+        "value": wide[[f"v{k}" for k in range(K)]].to_numpy().reshape(-1)})
 
 
 def roundtrip(df: pd.DataFrame, path) -> pd.DataFrame:
@@ -234,3 +251,27 @@ def test_a_part_whose_rows_are_out_of_order_is_refused(tmp_path, monkeypatch, di
     bad_rows.to_parquet(bad, row_group_size=4)
     with pytest.raises(streaming.DamagedPart, match="bad.parquet.*not grouped by run"):
         streaming.write_trajectories(tmp_path / "t.parquet", [bad], runs, np.zeros(2, dtype=int))
+
+
+def test_parts_written_wide_or_long_assemble_to_the_same_table(tmp_path, monkeypatch):
+    """A batch's part is written wide (a row per run and record); parts written long (a row per
+    variable: those of earlier gamedyn versions, which a resumed study still holds) assemble to the
+    same table, alone or mixed with wide ones, runs without rows included."""
+    from gamedyn.batch import run_batch
+
+    monkeypatch.setattr(streaming, "PART_ROWS", 50)  # runs span record batches
+    study = make_study(SPEC)
+    results = [run_batch(b, study.thresholds) for b in study.batches()]
+    order = [r.run_id for r in study.runs]
+    tables = {}
+    for how in ("wide", "long", "mixed"):
+        folder = ResultsFolder(tmp_path / how, "mem")
+        folder.parts.mkdir(parents=True)
+        for i, res in enumerate(results):
+            long = how == "long" or (how == "mixed" and i % 2)
+            folder.write_part(res.batch_id, res.runs, res.trajectories if long else res.records)
+        folder.assemble([res.batch_id for res in results], order)
+        tables[how] = pd.read_parquet(folder.path / "trajectories.parquet")
+    assert (tables["wide"].groupby("run_id", observed=False).size() == 0).any()
+    pd.testing.assert_frame_equal(tables["wide"], tables["long"])
+    pd.testing.assert_frame_equal(tables["wide"], tables["mixed"])
