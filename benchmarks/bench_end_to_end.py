@@ -7,7 +7,7 @@ write by hand, side by side in one invocation (ratios: machines here are noisy).
   timed as a whole process;
 - ``eager overhead``: a step of one Dirac-GAN batch (R runs, simultaneous SGD, a record every
   step) through ``run_batch(..., compile="off")`` (the difference between 2S and S steps, so that
-  the batch's fixed costs cancel; with the tidy tables it builds, and its stepping loop alone)
+  the batch's fixed costs cancel; with its part files written, and its stepping loop alone)
   against a hand-batched eager loop over the same [R] tensors with ``torch.optim.SGD`` and the same
   recorded values kept in a tensor, in this process;
 - ``start-up``: ``gamedyn list`` against ``python -c "import torch"``.
@@ -123,17 +123,23 @@ def eager_overhead(runs: int, steps: int) -> dict[str, float]:
     same records: the players, losses and gradient norms, kept every step)."""
     from gamedyn import make_study
     from gamedyn.batch import run_batch
+    from gamedyn.results import ResultsFolder
 
     def batch_seconds(n: int) -> tuple[float, float]:
-        """(the whole batch, its stepping loop: the runs table's wall_time × runs)."""
+        """(the whole batch with its part files written, as ``gamedyn run`` does; its stepping
+        loop: the runs table's wall_time × runs)."""
         study = make_study({"name": "e", "game": {"name": "dirac", "loss": "gan"},
                             "rules": ["simultaneous"], "optimizer": {"name": "sgd", "lr": 0.1},
                             "init": {"dist": "normal", "scale": 0.5}, "seeds": runs, "steps": n,
                             "record_every": 1})
         (batch,) = study.batches()
-        start = time.perf_counter()
-        res = run_batch(batch, study.thresholds, compile="off")
-        return time.perf_counter() - start, res.runs["wall_time"].sum()
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = ResultsFolder(Path(tmp), "e")
+            folder.parts.mkdir(parents=True)
+            start = time.perf_counter()
+            res = run_batch(batch, study.thresholds, compile="off")
+            folder.write_part(res.batch_id, res.runs, res.records)
+            return time.perf_counter() - start, res.runs["wall_time"].sum()
 
     # a step's marginal cost: the batch's fixed costs (set-up, stability, diagnosis) cancel
     (whole1, loop1), (whole2, loop2) = batch_seconds(steps), batch_seconds(2 * steps)

@@ -40,9 +40,11 @@ later batches, processes and studies of the same structure skip the C++ compilat
 torch API this needs lives in :mod:`gamedyn.torch_private`, with the torch versions it is tested on.
 
 A chunk unrolls at most :data:`MAX_UNROLL` steps. When the record interval fits, a chunk holds as
-many whole intervals as fit (:func:`records_per_chunk`), each ending with its record, and returns
-those records ([m, V, R]) with the runs each record stops (:meth:`Recorder.judge`, compiled into the
-kernel): one call and one copy per chunk, not per record. A longer interval is stepped in chunks of
+many whole intervals as fit (:func:`records_per_chunk`), each ending with its record, and writes
+those records in place into the recorder's values array (:meth:`Recorder.slots`), adding their
+:meth:`Recorder.judge` to each run's flags: one call per chunk, no copy, and the chunks between
+two of the recorder's checks (:meth:`Recorder.alive`) called in one loop, the params and state
+flattened once. A longer interval is stepped in chunks of
 ``MAX_UNROLL`` steps (a divisor of it where one is at least half as long) and a compiled record,
 with any remainder stepped eagerly; so are the few intervals left at the end of a budget that do not
 fill a chunk.
@@ -106,8 +108,8 @@ def records_per_chunk(interval: int) -> int:
 
 
 class Stepper:
-    """Advances a batch from one record to a later one, eagerly or with compiled chunks, and hands
-    the records (rows and :meth:`Recorder.judge`'s flags) to the recorder.
+    """Advances a batch from one record to a later one, eagerly or with compiled chunks, and has
+    the records stored by the recorder (compiled chunks write them into its slots).
 
     ``advance(params, state, i, until)`` steps from record ``i`` (the recorder's ``steps[i]``) to a
     later record ``j``, stores records ``i+1 … j`` and returns the new params, state and ``j``: one
@@ -256,8 +258,8 @@ class Stepper:
 
     def _chunk(self, what: str) -> _Chunk:
         """The chunk ``steps`` (k steps), ``rec`` (m times: k steps and the record) or ``row``
-        (the record); the records are written into the recorder's slots ([m, V, R] rows, [m, R]
-        :meth:`Recorder.judge` flags, :meth:`Recorder.slots`)."""
+        (the record); the records are written into the recorder's slots (each variable of each
+        record, and the flags their :meth:`Recorder.judge` is added to: :meth:`Recorder.slots`)."""
         rule, ctx, recorder = self.rule, self.ctx, self.recorder
         k, m = (0, 1) if what == "row" else (self.k, self.m)
 
@@ -266,8 +268,8 @@ class Stepper:
                 return rule.step(ctx, params, state)
 
         def write(*slots_parts: torch.Tensor) -> list:
-            """The m records' parts (``parts`` of each in turn) into the slots (each variable of
-            each record, then the flags, :meth:`Recorder.slots`)."""
+            """The slots, then the m records' parts (those of each in turn): each record's rows
+            into their slots, the sum of their judgements added to the flags."""
             n_slots = m * len(recorder.variables)
             slots, flags, parts = slots_parts[:n_slots], slots_parts[n_slots], slots_parts[n_slots + 1:]
             n = len(parts) // m

@@ -170,9 +170,8 @@ class Recorder:
 
     def parts(self, params: Params) -> list[torch.Tensor]:
         """The record at ``params`` as [k, R] blocks of variables, in the order of
-        ``self.variables``: one record is their concatenation (:meth:`row`), and a compiled chunk
-        concatenates several records' blocks at once (each block a contiguous slice, written in
-        place by the fused kernel)."""
+        ``self.variables``: one record is their concatenation (:meth:`row`); a compiled chunk writes
+        their rows into the record's :meth:`slots`."""
         return self._blocks(self.columns(params))
 
     def _blocks(self, cols: dict[str, torch.Tensor]) -> list[torch.Tensor]:
@@ -200,7 +199,8 @@ class Recorder:
     def judge(self, rows: torch.Tensor) -> torch.Tensor:
         """How far past stopping each run is at records ``rows`` ([..., V, R] → [..., R]): 0 where it
         goes on; positive (or NaN) where its core values (metrics aside) are not all finite, or its
-        size exceeds ``blowup`` × max(1, size at step 0). :meth:`store` reads it as ``!= 0``."""
+        size exceeds ``blowup`` × max(1, size at step 0). Stored records add it to their run's
+        flag, which :meth:`alive` reads as ``!= 0``."""
         return self._verdict(self._core(rows))
 
     def judge_parts(self, parts: list[torch.Tensor]) -> torch.Tensor:
