@@ -16,6 +16,9 @@ from .rules.context import Context, FieldMemo
 MAX_COORDS = 16
 #: Consecutive eager records judged and copied out together (:meth:`Recorder.keep_point`).
 STORE_EVERY = 32
+#: Records whose [R] views :meth:`Recorder.slots` makes at once (a tensor object per variable and
+#: record: made in one call, and never all of a long study's at once).
+SLOT_RECORDS = 1024
 
 
 #: The groups of recorded variables a study's ``record:`` may name (besides variables by name).
@@ -239,7 +242,7 @@ class Recorder:
             self.values = np.empty((len(self.steps), len(self.variables), self.n_runs), dtype)
             self._rows_t = (torch.from_numpy(self.values) if row.device.type == "cpu" else
                             torch.empty(self.values.shape, dtype=row.dtype, device=row.device))
-            self._views: tuple[torch.Tensor, ...] = ()  # [T·V] of [R], made by slots()
+            self._views: tuple[int, tuple[torch.Tensor, ...]] = (0, ())  # (record, its views)
             self._flags_t = row.new_zeros(self.n_runs)
         if step == 0:
             self._limit = self.blowup * self._size(self._core(row)).clamp_min(1.0)
@@ -322,9 +325,11 @@ class Recorder:
         variable and record, so that each is written once, in the loop of the steps: Inductor
         writes a tensor written in parts with a loop for each part.)"""
         i, V = self._index[step], len(self.variables)
-        if not self._views:
-            self._views = self._rows_t.view(-1, self.n_runs).unbind(0)
-        return self._views[i * V:(i + m) * V] + (self._flags_t,)
+        start, views = self._views
+        if not start <= i <= i + m <= start + len(views) // V:  # views of the next records
+            start, views = self._views = (i, self._rows_t[i:i + max(m, SLOT_RECORDS)].view(
+                -1, self.n_runs).unbind(0))
+        return views[(i - start) * V:(i - start + m) * V] + (self._flags_t,)
 
     def blank_slots(self, m: int) -> tuple[torch.Tensor, ...]:
         """New tensors laid out as :meth:`slots` of ``m`` records (templates for compiling)."""

@@ -75,6 +75,21 @@ def test_compiled_chunks_of_several_records_judge_blowups_inside_a_chunk():
     _same(eager, fused)
 
 
+def test_compiled_records_written_through_windows_of_slots(monkeypatch):
+    """The recorder makes its records' views a few records at a time (here 3, so that chunks of 2
+    records straddle the windows): the compiled chunks write every record where eager stepping
+    stores it, and runs that blow up inside a window stop where they do eagerly."""
+    from gamedyn import record
+
+    monkeypatch.setattr(record, "SLOT_RECORDS", 3)
+    spec = {"game": {"name": "bilinear", "dim": 2, "A": "random"}, "rules": ["simultaneous"],
+            "optimizer": {"name": "sgd", "lr": [0.05, 0.9]}, "steps": 200, "record_every": 5}
+    ((eager, fused),) = _both(spec)
+    assert (fused.runs["stepping"] == "compiled").all(), fused.runs["stepping_note"].iloc[0]
+    assert fused.runs["stopped_step"].notna().any()
+    _same(eager, fused)
+
+
 def test_judgement_flags_nonfinite_values_and_blowups_eagerly_and_compiled():
     """``Recorder.judge`` on hand-made records of six bilinear runs: an infinite or NaN loss or
     gradient norm at finite parameters, a distance over the blow-up limit, and two sound runs; eagerly
