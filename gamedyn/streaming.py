@@ -11,9 +11,11 @@ Batches group runs by structure, so a study's order may interleave several parts
 itself in study order (its runs are, and :meth:`~gamedyn.results.ResultsFolder.write_part` keeps
 each run's rows together, steps ascending), so the table is a merge: walking the runs in study
 order, each stretch of consecutive runs from one part is the next rows of that part. Each part is
-read a record batch at a time (:data:`PART_ROWS` rows) and only while it has rows to give; the
-output is written in row groups of :data:`ROW_GROUP_ROWS` rows. Memory: two output row groups, plus
-one record batch per part whose runs interleave with the current stretch, whatever the study's size.
+read a record batch at a time (:data:`PART_ROWS` long rows; a part written wide, a row per run and
+record, is unfolded into them) and only while it has rows to give; the output is written in row
+groups of :data:`ROW_GROUP_ROWS` rows, each encoded in a thread while the next is merged. Memory:
+four output row groups (two being built, two waiting to be encoded), plus one record batch per part
+whose runs interleave with the current stretch, whatever the study's size.
 
 Each output row group's ``run_id`` dictionary holds the run ids from its first run to the next row
 group's first run (a run whose rows span two row groups is in both), so that the dictionaries,
@@ -86,9 +88,8 @@ class Records:
     come after it stopped).
 
     :meth:`long` is the trajectories table (a row per run, record and variable); a batch's part is
-    written wide (:meth:`write_part`: a row per run and record, a column per variable), which
-    costs a seventh of the long table's rows to write and to read back (the assembly makes the long
-    rows, :class:`_PartRows`)."""
+    written wide (:meth:`write_part`: a row per run and record, a column per variable), a K-th of
+    the long table's rows to write and to read back (the assembly unfolds them, :class:`_PartRows`)."""
 
     run_ids: list[str]
     steps: np.ndarray
@@ -119,15 +120,16 @@ class Records:
         ``run_ids``, steps ascending; row groups of about :data:`PART_ROWS` long rows."""
         R, T, K = self.values.shape
         valid = (np.arange(T)[None, :] < self.n_valid[:, None]).reshape(-1)
-        rows = self.values.reshape(R * T, K) if self.values.flags.c_contiguous else None
+
+        def kept(a: np.ndarray) -> np.ndarray:  # [R·T] → the valid records'
+            return a if valid.all() else a[valid]
+
         columns = {
             "run_id": pa.DictionaryArray.from_arrays(
                 np.repeat(np.arange(R, dtype=np.int32), self.n_valid),
                 pa.array(self.run_ids, pa.string())),
-            "step": np.tile(self.steps, R)[valid] if not valid.all() else np.tile(self.steps, R)}
-        for k in range(K):
-            column = rows[:, k] if rows is not None else self.values[:, :, k].reshape(-1)
-            columns[f"v{k}"] = column[valid] if not valid.all() else column
+            "step": kept(np.tile(self.steps, R)),
+            **{f"v{k}": kept(self.values[:, :, k].reshape(-1)) for k in range(K)}}
         table = pa.table(columns).replace_schema_metadata({PART_KEY: json.dumps(self.variables)})
         pq.write_table(table, path, row_group_size=max(1, PART_ROWS // max(K, 1)),
                        use_dictionary=["run_id"], column_encoding={"step": "DELTA_BINARY_PACKED"},
@@ -347,7 +349,7 @@ class _PartRows:
 
     def _check_order(self, ranks: np.ndarray, steps: np.ndarray) -> None:
         """Rows grouped by run in study order, steps ascending: (rank, step) never goes down, checked
-        as one key rank·2⁶³⁻ᵇ + step (b bits for the ranks; steps are smaller than that span)."""
+        as one key rank·2⁶²⁻ᵇ + step (b bits for the ranks; steps are smaller than that span)."""
         top = max(1, int(ranks.max()), self._last[0])
         span = np.int64(1) << np.int64(62 - top.bit_length())
         if steps.min() < 0 or steps.max() >= span:
@@ -361,17 +363,17 @@ class _PartRows:
 
 
 class _RowGroups:
-    """Buffers chunks and writes them as row groups of at least ``rows`` rows. A row group is
-    written once the next one starts (its ``run_id`` dictionary reaches up to that one's first run),
-    the last one at :meth:`close` (its dictionary reaches the last run)."""
+    """Buffers chunks and writes them as row groups of at least :data:`ROW_GROUP_ROWS` rows, in
+    ``later``'s thread. A row group is written once the next one starts (its ``run_id`` dictionary
+    reaches up to that one's first run), the last one at :meth:`close` (its dictionary reaches the
+    last run)."""
 
     def __init__(self, writer: pq.ParquetWriter, run_ids: pa.Array, variables: pa.Array,
-                 table_schema: pa.Schema = SCHEMA, rows: int | None = None,
-                 later: _Background | None = None) -> None:
+                 table_schema: pa.Schema, later: _Background) -> None:
         self._writer, self._run_ids, self._variables = writer, run_ids, variables
         self._later = later
         self._schema = table_schema
-        self._rows = rows or ROW_GROUP_ROWS
+        self._rows = ROW_GROUP_ROWS
         self._chunks: list[Chunk] = []
         self._n = 0
         self._pending: Chunk | None = None
@@ -407,10 +409,7 @@ class _RowGroups:
             pa.DictionaryArray.from_arrays(pa.array(variables, pa.int32()), self._variables),
             pa.array(values, self._schema.field("value").type),
         ], schema=self._schema)
-        if self._later is None:
-            self._writer.write_table(table, row_group_size=len(table))
-        else:
-            self._later.do(self._writer.write_table, table, row_group_size=len(table))
+        self._later.do(self._writer.write_table, table, row_group_size=len(table))
         self.ranges.append((lo, hi))
         self._lo = hi
 
