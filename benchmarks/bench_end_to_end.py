@@ -6,7 +6,7 @@ write by hand, side by side in one invocation (ratios: machines here are noisy).
   (torch scalars, ``torch.optim.SGD``, a record of every step, one Parquet file at the end), each
   timed as a whole process;
 - ``eager overhead``: a step of one Dirac-GAN batch (R runs, simultaneous SGD, a record every
-  step) through ``run_batch(..., compile="off")`` (the difference between 2S and S steps, so that
+  step) through ``run_batch(..., compile="off")`` (the difference between 4S and S steps, so that
   the batch's fixed costs cancel; with its part files written, and its stepping loop alone)
   against a hand-batched eager loop over the same [R] tensors with ``torch.optim.SGD`` and the same
   recorded values kept in a tensor, in this process;
@@ -52,6 +52,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -141,9 +142,12 @@ def eager_overhead(runs: int, steps: int) -> dict[str, float]:
             folder.write_part(res.batch_id, res.runs, res.records)
             return time.perf_counter() - start, res.runs["wall_time"].sum()
 
-    # a step's marginal cost: the batch's fixed costs (set-up, stability, diagnosis) cancel
-    (whole1, loop1), (whole2, loop2) = batch_seconds(steps), batch_seconds(2 * steps)
-    ours, loop = (whole2 - whole1) / steps, (loop2 - loop1) / steps
+    # a step's marginal cost: the batch's fixed costs (set-up, stability, diagnosis) cancel; each
+    # length the median of three batches (a whole batch's time varies by tens of ms: first touches
+    # of memory, garbage collections), and 4S against S steps, so that the difference outweighs it
+    (whole1, loop1), (whole2, loop2) = (np.median([batch_seconds(n) for _ in range(3)], axis=0)
+                                        for n in (steps, 4 * steps))
+    ours, loop = (whole2 - whole1) / (3 * steps), (loop2 - loop1) / (3 * steps)
 
     F = torch.nn.functional
     x = (0.5 * torch.randn(runs, dtype=torch.float64)).requires_grad_()
