@@ -373,7 +373,6 @@ class _RowGroups:
         self._writer, self._run_ids, self._variables = writer, run_ids, variables
         self._later = later
         self._schema = table_schema
-        self._rows = ROW_GROUP_ROWS
         self._chunks: list[Chunk] = []
         self._n = 0
         self._pending: Chunk | None = None
@@ -383,7 +382,7 @@ class _RowGroups:
     def add(self, chunk: Chunk) -> None:
         self._chunks.append(chunk)
         self._n += len(chunk[0])
-        if self._n >= self._rows:
+        if self._n >= ROW_GROUP_ROWS:
             self._seal()
 
     def close(self) -> None:
