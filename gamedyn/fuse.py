@@ -242,17 +242,18 @@ class Stepper:
             q = (min(until, regular) - i) // m      # record a whole number of intervals from 0
             if n != self.interval or q < 1:
                 return None
-            params, state = self._run("rec", params, state,
-                                      [rec.slots(at[i + 1 + c * m], m) for c in range(q)])
-            self._done += q * m * self.interval
-            rec.wrote(at[i + 1], q * m)
-            return params, state, i + q * m
+            slots = rec.slots(at[i + 1], m, q)
+            params, state = self._run("rec", params, state, slots)
+            n = len(slots) * m
+            self._done += n * self.interval
+            rec.wrote(at[i + 1], n)
+            return params, state, i + n
         q, r = divmod(n, self.k)
         if q:
             params, state = self._run("steps", params, state, [()] * q)
             self._done += q * self.k
         params, state = self._eager(params, state, r)
-        self._run("row", params, state, [rec.slots(at[i + 1])])
+        self._run("row", params, state, rec.slots(at[i + 1]))
         rec.wrote(at[i + 1], 1)
         return params, state, i + 1
 

@@ -16,9 +16,9 @@ from .rules.context import Context, FieldMemo
 MAX_COORDS = 16
 #: Consecutive eager records judged and copied out together (:meth:`Recorder.keep_point`).
 STORE_EVERY = 32
-#: Records whose [R] views :meth:`Recorder.slots` makes at once (a tensor object per variable and
-#: record: made in one call, and never all of a long study's at once).
-SLOT_RECORDS = 1024
+#: Records that compiled chunks write into the recorder's stage before they are copied into its
+#: values (:meth:`Recorder.slots`): at least one alive check's worth (``batch.ALIVE_EVERY``).
+STAGE_RECORDS = 32
 
 
 #: The groups of recorded variables a study's ``record:`` may name (besides variables by name).
@@ -242,8 +242,9 @@ class Recorder:
             self.values = np.empty((len(self.steps), len(self.variables), self.n_runs), dtype)
             self._rows_t = (torch.from_numpy(self.values) if row.device.type == "cpu" else
                             torch.empty(self.values.shape, dtype=row.dtype, device=row.device))
-            self._views: tuple[int, tuple[torch.Tensor, ...]] = (0, ())  # (record, its views)
             self._flags_t = row.new_zeros(self.n_runs)
+            self._stage: torch.Tensor | None = None  # compiled chunks' records (slots)
+            self._staged = (0, 0)  # the records [a, b) in the stage (from its row 0), to copy out
         if step == 0:
             self._limit = self.blowup * self._size(self._core(row)).clamp_min(1.0)
         self.store(step, row)
@@ -318,27 +319,48 @@ class Recorder:
         self._flags_t += bad.sum(0) if rows.dim() == 3 else bad
         self._stored = i + m
 
-    def slots(self, step: int, m: int = 1) -> tuple[torch.Tensor, ...]:
-        """Where the ``m`` records from ``step`` on go, for a compiled chunk to write in place (then
-        :meth:`wrote`): each record's variables in turn ([R] views of the values, ``m·V`` of them),
-        and the stop flags [R], to which the chunk adds its records' :meth:`judge`. (One tensor per
-        variable and record, so that each is written once, in the loop of the steps: Inductor
-        writes a tensor written in parts with a loop for each part.)"""
+    def slots(self, step: int, m: int = 1, calls: int = 1) -> list[tuple[torch.Tensor, ...]]:
+        """Where compiled chunks write the records from ``step`` on, ``m`` records a call, for up to
+        ``calls`` calls (at least one; fewer where the stage is full): each call's slots, its records'
+        variables in turn (``m·V`` [R] tensors) and the stop flags [R], to which the chunk adds its
+        records' :meth:`judge`. The chunks then say :meth:`wrote`.
+
+        The slots are views of a stage of :data:`STAGE_RECORDS` records, made once, whose records
+        are copied into the values at the next check (:meth:`alive`) or when the stage is full: a
+        record's views made for it cost more than the record (~0.5 µs each, V per record), and one
+        tensor per variable and record is what lets Inductor store each from the loop of the steps
+        (a tensor written in parts gets a loop of its own for each part)."""
         i, V = self._index[step], len(self.variables)
-        start, views = self._views
-        if not start <= i <= i + m <= start + len(views) // V:  # views of the next records
-            start, views = self._views = (i, self._rows_t[i:i + max(m, SLOT_RECORDS)].view(
-                -1, self.n_runs).unbind(0))
-        return views[(i - start) * V:(i - start + m) * V] + (self._flags_t,)
+        if self._stage is None or len(self._stage) < m:
+            self._unstage()
+            self._stage = self._rows_t.new_empty((max(STAGE_RECORDS, m), V, self.n_runs))
+            self._views = self._stage.view(-1, self.n_runs).unbind(0)
+        base, end = self._staged
+        if i != end or i + m > base + len(self._stage):
+            self._unstage()
+            base = end = i
+            self._staged = (i, i)
+        at = i - base
+        return [self._views[(at + c * m) * V:(at + c * m + m) * V] + (self._flags_t,)
+                for c in range(min(calls, (len(self._stage) - at) // m))]
 
     def blank_slots(self, m: int) -> tuple[torch.Tensor, ...]:
-        """New tensors laid out as :meth:`slots` of ``m`` records (templates for compiling)."""
-        return tuple(t.clone() for t in self.slots(self.steps[0], m))
+        """New tensors laid out as one call's :meth:`slots` of ``m`` records (templates for
+        compiling)."""
+        return tuple(self._flags_t.new_empty(self.n_runs) for _ in range(m * len(self.variables) + 1))
 
     def wrote(self, step: int, m: int) -> None:
-        """The ``m`` records from ``step`` on were written into their :meth:`slots`."""
+        """The ``m`` records from ``step`` on were written into the :meth:`slots` given for them."""
         self.flush()
         self._stored = self._index[step] + m
+        self._staged = (self._staged[0], self._stored)
+
+    def _unstage(self) -> None:
+        """Copy the records written into the stage into the values."""
+        base, end = self._staged
+        if end > base:
+            self._rows_t[base:end] = self._stage[:end - base]
+        self._staged = (end, end)
 
     def alive(self) -> bool:
         """Settle the records stored since the last call and say whether any run is still alive.
@@ -348,6 +370,7 @@ class Recorder:
         are summed per run as they are stored (nonzero, or NaN, once a run is flagged); the records
         of newly flagged runs are judged again here to find the first."""
         self.flush()
+        self._unstage()
         lo, hi = self._judged, self._stored
         if self._rows_t.device.type != "cpu":  # bring the records written on the device over
             self.values[lo:hi] = self._rows_t[lo:hi].cpu().numpy()
