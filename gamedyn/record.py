@@ -51,11 +51,16 @@ def _norm(flat: torch.Tensor) -> torch.Tensor:
     return flat[:, 0].abs() if flat.shape[1] == 1 else flat.norm(dim=1)
 
 
-def _root_sum(squares: list[torch.Tensor]) -> torch.Tensor:
-    """√(Σ squares), summed from the first term (no Python 0 to add)."""
-    total = squares[0]
-    for s in squares[1:]:
-        total = total + s
+def _root_sum(blocks: list[torch.Tensor]) -> torch.Tensor:
+    """Each run's Euclidean norm of the [R, k] ``blocks`` together: √(Σ squares), summed from the
+    first block, or |x| for a single element, which is √(x²) exactly wherever x² neither overflows
+    nor underflows (and the true norm where it does), without a square root: a vector square root
+    costs ~20 cycles, most of a compiled toy game's record (most toy players have one coordinate)."""
+    if len(blocks) == 1 and blocks[0].shape[1] == 1:
+        return blocks[0][:, 0].abs()
+    total = (blocks[0] ** 2).sum(1)
+    for b in blocks[1:]:
+        total = total + (b ** 2).sum(1)
     return torch.sqrt(total)
 
 
@@ -161,12 +166,10 @@ class Recorder:
                 cols[f"loss.{p}"] = losses[p].detach()
         if self.field:
             for p in params:
-                cols[f"grad_norm.{p}"] = _root_sum([(g.reshape(R, -1) ** 2).sum(1)
-                                                    for g in grads[p].values()])
+                cols[f"grad_norm.{p}"] = _root_sum([g.reshape(R, -1) for g in grads[p].values()])
         if self.eq is not None:
-            cols["distance"] = _root_sum([
-                ((params[pl][k].detach() - self.eq[pl][k]).reshape(R, -1) ** 2).sum(1)
-                for pl in params for k in params[pl]])
+            cols["distance"] = _root_sum([(params[pl][k].detach() - self.eq[pl][k]).reshape(R, -1)
+                                          for pl in params for k in params[pl]])
         for name, value in metrics.items():
             cols[f"metric:{name}"] = value.detach()
         return cols
@@ -356,10 +359,14 @@ class Recorder:
         self._staged = (self._staged[0], self._stored)
 
     def _unstage(self) -> None:
-        """Copy the records written into the stage into the values."""
+        """Copy the records written into the stage into the values (by numpy on the CPU: torch's
+        copy into fresh memory, its pages first touched by two threads, took 2-4× as long)."""
         base, end = self._staged
         if end > base:
-            self._rows_t[base:end] = self._stage[:end - base]
+            if self._stage.device.type == "cpu":
+                self.values[base:end] = self._stage[:end - base].numpy()
+            else:
+                self._rows_t[base:end] = self._stage[:end - base]
         self._staged = (end, end)
 
     def alive(self) -> bool:
