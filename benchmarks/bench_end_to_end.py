@@ -28,6 +28,9 @@ Behind flags (each run once, after the rows above; ``--extras-only`` skips those
   steps instead (the same structures and runs) and *extrapolates* to 3,000 steps: the batches' stepping loops
   (the runs table's ``wall_time``, summed, halved for two workers) scaled by 3,000 / 100, plus
   everything else as measured.
+- ``--records`` (target 8): recording every 10 steps in a compiled 1,000-run bilinear batch,
+  for each ``record:`` choice, against the memory floor of the records it keeps
+  (``bench_toy.record_costs``: the steady state, each loop the best of ``--repeat`` rounds);
 - ``--cold-compile`` (target 5): one batch of each of :data:`COMPILED` (1,000 runs, ``--compile
   on``) in a fresh process with an empty Inductor cache, its ``compile_time`` (tracing, Inductor,
   the C++ compiler, loading; Inductor's imports included), as gamedyn compiles now against
@@ -36,7 +39,7 @@ Behind flags (each run once, after the rows above; ``--extras-only`` skips those
 
 Each figure of the default rows is the best of ``--repeat`` interleaved rounds. Usage:
 ``python benchmarks/bench_end_to_end.py [--repeat 3] [--runs 1000] [--steps 300]
-[--jax] [--multi] [--many [--quick]] [--cold-compile] [--extras-only]``.
+[--jax] [--multi] [--many [--quick]] [--records] [--cold-compile] [--extras-only]``.
 """
 
 from __future__ import annotations
@@ -297,6 +300,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="--many with 100 steps, extrapolated")
     ap.add_argument("--cold-compile", action="store_true",
                     help="target 5: cold compile times, now and with Inductor's ISA probes")
+    ap.add_argument("--records", action="store_true",
+                    help="target 8: recording over its memory floor (bench_toy.py --records-only)")
     ap.add_argument("--extras-only", action="store_true", help="only the flagged measurements")
     args = ap.parse_args()
     best: dict[str, dict[str, float]] = {}
@@ -350,6 +355,9 @@ def main() -> None:
                       f"(issue 13's target: ≥ 3×)")
         if name in targets and base is not None:
             print(f"{'':44s} issue 13's target: gamedyn ≤ {targets[name]:.0f} s")
+    if args.records:  # prints its own table; issue 13's target: ≤ 1.5 × floor
+        from bench_toy import record_costs
+        record_costs(1000, 10_000, 10, [None, ["params", "losses"], ["params"]], args.repeat)
 
 
 if __name__ == "__main__":

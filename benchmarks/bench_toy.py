@@ -92,39 +92,57 @@ def recorded_variables(record: list[str] | None) -> int:
     return run_batch(batch, study.thresholds, compile="off").trajectories["variable"].nunique()
 
 
-def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], repeat: int) -> None:
+def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], repeat: int
+                 ) -> dict[str, tuple[float, float]]:
     """For each ``record:`` choice: the compiled loop's extra seconds for recording every ``every``
-    steps over S steps in the steady state (each round's against that round's loop without
-    recording; the median of ``repeat`` rounds) against the memory floor of its V variables."""
-    def marginal(record_every: int, choice: list[str] | None) -> float:
-        """Seconds that S more steps add to the loop (2S steps against S): the steady state,
-        without one-off costs (tracing, the first chunk's call, allocating the recorder)."""
-        def loop(steps: int) -> float:
-            return R * steps / batched(R, steps, record_every, "on", choice)[0]
-        return loop(2 * S) - loop(S)
+    steps in the steady state, against the memory floor of its V variables (the same difference:
+    the records of 2S steps into fresh memory less those of S steps, each the best of the rounds, so
+    that both see the allocator alike: numpy's arrays under 32 MB reuse freed memory, larger ones
+    fault in fresh pages); printed, and returned as {choice: (extra, floor)}.
 
-    extras: dict[int, list[float]] = {i: [] for i in range(len(choices))}  # per round, paired
-    floors: dict[int, float] = {}
-    bare: list[float] = []
+    The steady state: the loop of 2S steps less that of S steps (one-off costs cancel: tracing, the
+    first chunk's call, allocating the recorder), less the same without recording. Each loop is the
+    best of ``repeat`` interleaved rounds, after one dropped (compilation's imports, first calls): on
+    a shared machine noise only adds, and a difference of medians came out noisier than its
+    signal (± 10 ms)."""
+    def loop(steps: int, record_every: int, choice: list[str] | None) -> float:
+        return R * steps / batched(R, steps, record_every, "on", choice)[0]
+
+    configs = [(S, None)] + [(every, c) for c in choices]          # the first: no recording
+    best: dict[tuple[int, int], float] = {}
+    floors: dict[tuple[int, int], float] = {}
     variables = [recorded_variables(c) for c in choices]
-    for r in range(repeat + 1):  # round 0 warms up (compilation's imports, first calls): dropped
-        base = marginal(S, None)
-        for i, choice in enumerate(choices):
+    for r in range(repeat + 1):
+        for i, (record_every, choice) in enumerate(configs):
+            for steps in (S, 2 * S):
+                t = loop(steps, record_every, choice)
+                if r:
+                    best[i, steps] = min(best.get((i, steps), float("inf")), t)
+        for i, V in enumerate(variables):
             if r:
-                extras[i].append(marginal(every, choice) - base)
-            floors[i] = min(floors.get(i, float("inf")), memory_floor(R, S, every, variables[i])[0])
-        bare.append(base)
+                for steps in (S, 2 * S):
+                    floors[i, steps] = min(floors.get((i, steps), float("inf")),
+                                           memory_floor(R, steps, every, V)[0])
+
+    def marginal(i: int) -> float:
+        return best[i, 2 * S] - best[i, S]
+
+    def floor(i: int) -> float:  # the same difference: memory behaves alike at the same sizes
+        return floors[i, 2 * S] - floors[i, S]
+
     print(f"recording every {every} steps, compiled, R = {R} × {S} steps: the loop's extra time for "
           f"recording (steady state: 2S steps' loop less S steps', less the same without recording, "
-          f"{1e3 * float(np.median(bare[1:])):.1f} ms), against the memory floor (the records alone "
-          f"into fresh memory); median and range of {repeat} interleaved rounds")
-    print(f"{'record:':28s} {'V':>3s} {'extra (ms)':>11s} {'range (ms)':>15s} {'floor (ms)':>11s} "
-          f"{'× floor':>8s}")
+          f"{1e3 * marginal(0):.1f} ms), against the memory floor (the records alone into fresh "
+          f"memory); each loop the best of {repeat} interleaved rounds")
+    print(f"{'record:':28s} {'V':>3s} {'extra (ms)':>11s} {'floor (ms)':>11s} {'× floor':>8s}")
+    out = {}
     for i, (choice, V) in enumerate(zip(choices, variables)):
         name = "(default: all)" if choice is None else "[" + ", ".join(choice) + "]"
-        mid, lo, hi = np.median(extras[i]), min(extras[i]), max(extras[i])
-        print(f"{name:28s} {V:3d} {1e3 * mid:11.1f} {f'{1e3 * lo:.1f} … {1e3 * hi:.1f}':>15s} "
-              f"{1e3 * floors[i]:11.1f} {mid / floors[i]:8.2f}")
+        extra = marginal(i + 1) - marginal(0)
+        out[name] = (extra, floor(i))
+        print(f"{name:28s} {V:3d} {1e3 * extra:11.1f} {1e3 * floor(i):11.1f} {extra / floor(i):8.2f}")
+    return out
+
 
 def memory_floor(n_runs: int, steps: int, record_every: int, variables: int = 7,
                  per_block: int = 2) -> tuple[float, float]:
