@@ -228,15 +228,15 @@ def oscillation(steps: np.ndarray, coords: np.ndarray, window: np.ndarray
     of the coordinate's window mean (interpolated linearly between records), cycles = (k − 1)/2,
     period = 2 × (last − first crossing)/(k − 1) (NaN below two crossings), amplitude = half the
     coordinate's range in the window (see the module docstring)."""
-    R, T, C = coords.shape
-    w = window[:, :, None]
+    R = coords.shape[0]
+    ct = np.ascontiguousarray(coords.transpose(0, 2, 1))  # [R, C, T]: sums along contiguous T
+    w = window[:, None, :]                                 # (along the middle axis: 5x as long)
     n = np.maximum(window.sum(1), 1)[:, None]
-    x = np.where(w, coords, 0.0)
-    mean = x.sum(1) / n
-    var = (np.where(w, coords - mean[:, None, :], 0.0) ** 2).sum(1)
+    mean = np.where(w, ct, 0.0).sum(2) / n
+    var = (np.where(w, ct - mean[:, :, None], 0.0) ** 2).sum(2)
     var = np.where(np.isfinite(var), var, -1.0)
     j = var.argmax(1)
-    c = coords[np.arange(R), :, j] - mean[np.arange(R), j][:, None]  # [R, T]
+    c = ct[np.arange(R), j] - mean[np.arange(R), j][:, None]  # [R, T]
     both = window[:, :-1] & window[:, 1:]
     pos = c > 0
     cross = both & (pos[:, :-1] != pos[:, 1:])
