@@ -9,6 +9,7 @@ of gamedyn, so that starting the workers costs the command nothing.
 
 from __future__ import annotations
 
+import gc
 import os
 from concurrent.futures import Future, wait
 from typing import Any
@@ -54,9 +55,15 @@ def _no_leak_restarts() -> None:
 
 
 def warm() -> int:
-    """In a worker: import what stepping a batch needs; returns the worker's pid."""
-    import gamedyn.batch  # noqa: F401
-
+    """In a worker: import what stepping a batch needs; returns the worker's pid. The cyclic
+    garbage collector is paused while it imports, and what the imports made is then frozen out of
+    its generations (as the command does: ``gamedyn.cli._imported``)."""
+    gc.disable()
+    try:
+        import gamedyn.batch  # noqa: F401
+    finally:
+        gc.freeze()
+        gc.enable()
     return os.getpid()
 
 
