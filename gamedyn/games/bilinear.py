@@ -44,7 +44,9 @@ class Bilinear(Game):
 
     def losses(self, params: Params) -> dict[str, Tensor]:
         x, y = params["gen"]["x"], params["disc"]["y"]
-        if self.dim <= SMALL_DIM:  # elementwise: fuses into one loop when compiled (no BLAS call)
+        if self.dim == 1:  # x·a·y: the sum below over one term, without its three operations
+            value = (x * self.matrix * y)[:, 0]
+        elif self.dim <= SMALL_DIM:  # elementwise: fuses into one loop when compiled (no BLAS call)
             value = (x[:, :, None] * self.matrix * y[:, None, :]).sum((1, 2))
         else:
             value = ((x @ self.matrix) * y).sum(-1)
@@ -53,7 +55,9 @@ class Bilinear(Game):
     def gradients(self, params: Params) -> Params:
         """∇_x L = Ay, ∇_y (−L) = −Aᵀx (differentiable in x and y)."""
         x, y = params["gen"]["x"], params["disc"]["y"]
-        if self.dim <= SMALL_DIM:
+        if self.dim == 1:  # a·y and x·a: the sums below over one term (the same numbers)
+            ay, atx = self.matrix * y, x * self.matrix
+        elif self.dim <= SMALL_DIM:
             ay, atx = (self.matrix * y[:, None, :]).sum(2), (x[:, :, None] * self.matrix).sum(1)
         else:
             ay, atx = y @ self.matrix.T, x @ self.matrix

@@ -31,8 +31,11 @@ def count(counts: Counts, grad_evals: int | torch.Tensor = 0, hvps: int | torch.
     """``counts`` advanced by the work a step (or ``init``) did, per run: ``grad_evals`` field
     evaluations and ``hvps`` Hessian-vector products, each an int (every run did the same) or an
     integer tensor ``[R]`` (what each run did, e.g. its own number of inner iterations). Pure:
-    returns new tensors, ``counts`` is not modified."""
-    return {"grad_evals": counts["grad_evals"] + grad_evals, "hvps": counts["hvps"] + hvps}
+    ``counts`` is not modified (a counter advanced by the int 0 is the same tensor: no operation)."""
+    def add(c: torch.Tensor, n: int | torch.Tensor) -> torch.Tensor:
+        return c if isinstance(n, int) and n == 0 else c + n
+
+    return {"grad_evals": add(counts["grad_evals"], grad_evals), "hvps": add(counts["hvps"], hvps)}
 
 
 def _dispatching(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
