@@ -41,10 +41,10 @@ torch API this needs lives in :mod:`gamedyn.torch_private`, with the torch versi
 
 A chunk unrolls at most :data:`MAX_UNROLL` steps. When the record interval fits, a chunk holds as
 many whole intervals as fit (:func:`records_per_chunk`), each ending with its record, and writes
-those records in place into the recorder's values array (:meth:`Recorder.slots`), adding their
-:meth:`Recorder.judge` to each run's flags: one call per chunk, no copy, and the chunks between
-two of the recorder's checks (:meth:`Recorder.alive`) called in one loop, the params and state
-flattened once. A longer interval is stepped in chunks of
+those records in place into the recorder's stage (:meth:`Recorder.slots`: views made once, copied
+into its values at each check), adding their :meth:`Recorder.judge` to each run's flags: one call
+per chunk, no outputs, and the chunks between two of the recorder's checks (:meth:`Recorder.alive`)
+called in one loop, the params and state flattened once. A longer interval is stepped in chunks of
 ``MAX_UNROLL`` steps (a divisor of it where one is at least half as long) and a compiled record,
 with any remainder stepped eagerly; so are the few intervals left at the end of a budget that do not
 fill a chunk.
@@ -232,8 +232,9 @@ class Stepper:
     def _compiled(self, params: Params, state: State, i: int, n: int, until: int
                   ) -> tuple[Params, State, int] | None:
         """The ``n`` steps left to record ``i + 1`` (and maybe more records, up to ``until``). When
-        the chunk is the record interval: as many chunks as fit, each of ``m`` whole intervals that
-        end with their records, written into the recorder's slots (or None, to step eagerly, for a
+        the chunk is the record interval: as many chunks as fit (and as the recorder's stage
+        takes), each of ``m`` whole intervals that end with their records, written into the
+        recorder's slots (or None, to step eagerly, for a
         part of an interval or the last few intervals). Else chunks of ``k`` steps, the remainder
         eagerly, and the record compiled on its own."""
         at, rec, m = self.recorder.steps, self.recorder, self.m
