@@ -258,6 +258,8 @@ def many_structures(tmp: Path, quick: bool) -> dict[str, float]:
 COMPILED = (("bilinear, simultaneous SGD", "bilinear", "simultaneous", {"name": "sgd", "lr": 0.01}),
             ("Dirac-GAN, simultaneous SGD", "dirac", "simultaneous", {"name": "sgd", "lr": 0.01}),
             ("Dirac-GAN, SGA with Adam", "dirac", {"name": "sga", "lam": 1.0},
+             {"name": "adam", "lr": 0.01}),
+            ("Dirac-GAN, unrolled (k = 5) with Adam", "dirac", {"name": "unrolled", "k": 5},
              {"name": "adam", "lr": 0.01}))
 
 #: A batch of one of :data:`COMPILED` compiled in this process; prints its compile time.

@@ -39,13 +39,16 @@ compilations on disk (``TORCHINDUCTOR_CACHE_DIR``, by default ``~/.cache/gamedyn
 later batches, processes and studies of the same structure skip the C++ compilation. The private
 torch API this needs lives in :mod:`gamedyn.torch_private`, with the torch versions it is tested on.
 
-A chunk unrolls at most :data:`MAX_UNROLL` steps. When the record interval fits, a chunk holds as
+A chunk unrolls at most :data:`MAX_UNROLL` steps, fewer for a rule whose step is a large graph
+(:func:`unroll_for`: at most :data:`CHUNK_OPERATIONS` operations of steps, since a cold
+compilation's time grows with them). When the record interval fits, a chunk holds as
 many whole intervals as fit (:func:`records_per_chunk`), each ending with its record, and writes
 those records in place into the recorder's stage (:meth:`Recorder.slots`: views made once, copied
 into its values at each check), adding their :meth:`Recorder.judge` to each run's flags: one call
 per chunk, no outputs, and the chunks between two of the recorder's checks (:meth:`Recorder.alive`)
 called in one loop, the params and state flattened once. A longer interval is stepped in chunks of
-``MAX_UNROLL`` steps (a divisor of it where one is at least half as long) and a compiled record,
+as many steps as a chunk may unroll (a divisor of it where one is at least half as long) and a
+compiled record,
 with any remainder stepped eagerly; so are the few intervals left at the end of a budget that do not
 fill a chunk.
 """
@@ -83,6 +86,11 @@ SECONDS_PER_OP = 3e-6
 SECONDS_PER_OP_RUN = 1e-9
 #: Most steps unrolled into one compiled chunk (compile time grows with it).
 MAX_UNROLL = 20
+#: Most ATen operations of steps (as counted in the batch's first eager step) a compiled chunk
+#: unrolls: a rule whose step is a large graph unrolls fewer steps, down to one. A cold compilation
+#: costs ~2 s plus ~4 ms an operation, a call ~10 µs: 20 steps of ``unrolled`` (k = 5) with Adam are
+#: 16,000 operations and took 74 s to compile, against ~0.1 ms a step to run at R = 1,000.
+CHUNK_OPERATIONS = 1500
 #: Steps stepped eagerly before deciding (the first counted; all watched for random draws).
 PROBE_STEPS = 10
 
@@ -94,17 +102,26 @@ def eager_seconds(ops: int, runs: int, steps: int) -> float:
     return steps * ops * (SECONDS_PER_OP + runs * SECONDS_PER_OP_RUN)
 
 
-def chunk_length(interval: int) -> int:
-    """Steps per compiled chunk for a record interval (see the module docstring)."""
-    if interval <= MAX_UNROLL:
+def unroll_for(ops: int) -> int:
+    """Steps a compiled chunk may unroll when a step is ``ops`` ATen operations: as many as
+    :data:`CHUNK_OPERATIONS` hold, from 1 to :data:`MAX_UNROLL` (that when not counted: 0)."""
+    return max(1, min(MAX_UNROLL, CHUNK_OPERATIONS // ops)) if ops else MAX_UNROLL
+
+
+def chunk_length(interval: int, unroll: int | None = None) -> int:
+    """Steps per compiled chunk for a record interval, at most ``unroll`` (default
+    :data:`MAX_UNROLL`; see the module docstring)."""
+    unroll = MAX_UNROLL if unroll is None else unroll
+    if interval <= unroll:
         return interval
-    best = max(d for d in range(1, MAX_UNROLL + 1) if interval % d == 0)
-    return best if 2 * best >= MAX_UNROLL else MAX_UNROLL
+    best = max(d for d in range(1, unroll + 1) if interval % d == 0)
+    return best if 2 * best >= unroll else unroll
 
 
-def records_per_chunk(interval: int) -> int:
-    """Record intervals per compiled chunk: as many as fit in :data:`MAX_UNROLL` steps."""
-    return max(1, MAX_UNROLL // interval)
+def records_per_chunk(interval: int, unroll: int | None = None) -> int:
+    """Record intervals per compiled chunk: as many as fit in ``unroll`` steps (default
+    :data:`MAX_UNROLL`)."""
+    return max(1, (MAX_UNROLL if unroll is None else unroll) // interval)
 
 
 class Stepper:
@@ -208,6 +225,9 @@ class Stepper:
         if self.mode == "auto" and remaining < AUTO_MIN_SECONDS:
             self.note = "auto: too short for a compilation to pay"
             return params, state
+        unroll = unroll_for(self._ops)
+        self.k = chunk_length(self.interval, unroll)
+        self.m = records_per_chunk(self.interval, unroll) if self.interval == self.k else 1
         first = "rec" if self.interval == self.k else "steps"
         if unusable := torch_private.missing():
             self.note = unusable

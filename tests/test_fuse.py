@@ -203,3 +203,35 @@ def test_auto_does_not_compile_a_short_study():
 def test_chunk_length():
     assert [fuse.chunk_length(n) for n in (1, 7, 10, 25, 40, 97, 1000)] == [1, 7, 10, 5, 10, 10, 10]
     assert [fuse.records_per_chunk(n) for n in (1, 2, 3, 6, 10, 25)] == [10, 5, 3, 1, 1, 1]
+    assert [fuse.chunk_length(n, 4) for n in (1, 4, 6, 10, 12)] == [1, 4, 3, 2, 4]
+    assert [fuse.records_per_chunk(n, 4) for n in (1, 2, 3, 5)] == [4, 2, 1, 1]
+
+
+def test_large_steps_unroll_fewer():
+    """A chunk holds at most CHUNK_OPERATIONS operations of steps (10 here: the MAX_UNROLL of these
+    tests), down to one step."""
+    budget = fuse.CHUNK_OPERATIONS
+    assert [fuse.unroll_for(ops) for ops in (0, 1, budget // 10, budget // 4, budget, 10 * budget)] \
+        == [10, 10, 10, 4, 1, 1]
+
+
+@pytest.mark.parametrize("budget", [1, 60])
+def test_compiled_short_chunks_match_eager(monkeypatch, budget):
+    """Steps of more operations than a chunk may hold: chunks of 1 step (and the record compiled
+    on its own), or of 5 (half a record interval), step as eager stepping does, blow-ups included."""
+    monkeypatch.setattr(fuse, "CHUNK_OPERATIONS", budget)
+    built = []
+    init = fuse._Compiled.__init__
+
+    def spy(self, chunk, *args):
+        built.append((chunk.what, chunk.k))
+        init(self, chunk, *args)
+
+    monkeypatch.setattr(fuse._Compiled, "__init__", spy)
+    spec = {"game": {"name": "bilinear", "dim": 2, "A": "random"}, "rules": ["simultaneous"],
+            "optimizer": {"name": "sgd", "lr": [0.05, 0.9]}, "steps": 200, "record_every": 10}
+    ((eager, fused),) = _both(spec)
+    assert (fused.runs["stepping"] == "compiled").all(), fused.runs["stepping_note"].iloc[0]
+    assert ("steps", 1 if budget == 1 else 5) in built and ("row", 0) in built
+    assert fused.runs["stopped_step"].notna().any()
+    _same(eager, fused)
