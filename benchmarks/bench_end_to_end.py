@@ -34,8 +34,9 @@ Behind flags (each run once, after the rows above; ``--extras-only`` skips those
 - ``--cold-compile`` (target 5): one batch of each of :data:`COMPILED` (1,000 runs, ``--compile
   on``) in a fresh process with an empty Inductor cache, its ``compile_time`` (tracing, Inductor,
   the C++ compiler, loading; Inductor's imports included), as gamedyn compiles now against
-  ``GAMEDYN_ISA_PROBES=1`` (Inductor probing the CPU's vector instructions by compiling test
-  programs, as torch does by default and gamedyn did before), interleaved.
+  before: ``GAMEDYN_ISA_PROBES=1`` (Inductor probing the CPU's vector instructions by compiling
+  test programs, as torch does by default) and chunks of ``MAX_UNROLL`` steps whatever a step's
+  size (``fuse.CHUNK_OPERATIONS`` unbounded), interleaved.
 
 Each figure of the default rows is the best of ``--repeat`` interleaved rounds. Usage:
 ``python benchmarks/bench_end_to_end.py [--repeat 3] [--runs 1000] [--steps 300]
@@ -263,7 +264,10 @@ COMPILED = (("bilinear, simultaneous SGD", "bilinear", "simultaneous", {"name": 
              {"name": "adam", "lr": 0.01}))
 
 #: A batch of one of :data:`COMPILED` compiled in this process; prints its compile time.
-COMPILE_ONE = ("import json, sys; from gamedyn import make_study; from gamedyn.batch import run_batch; "
+#: ``argv[2]``: the most operations of steps a chunk unrolls (``fuse.CHUNK_OPERATIONS``; before
+#: that limit, every chunk unrolled ``fuse.MAX_UNROLL`` steps: a huge number).
+COMPILE_ONE = ("import json, sys; from gamedyn import make_study, fuse; from gamedyn.batch import run_batch; "
+               "fuse.CHUNK_OPERATIONS = int(sys.argv[2]); "
                "spec = json.loads(sys.argv[1]); (b,) = make_study(spec).batches(); "
                "r = run_batch(b, None, compile='on').runs; "
                "assert r['stepping'].iloc[0] == 'compiled', r['stepping_note'].iloc[0]; "
@@ -271,17 +275,20 @@ COMPILE_ONE = ("import json, sys; from gamedyn import make_study; from gamedyn.b
 
 
 def cold_compile(tmp: Path) -> dict[str, float]:
-    """Target 5: each structure's cold compile time, now and with Inductor's ISA probes."""
+    """Target 5: each structure's cold compile time, now and as before: with Inductor's ISA
+    probes and chunks of ``MAX_UNROLL`` steps whatever their graph."""
+    from gamedyn.fuse import CHUNK_OPERATIONS
+
     result = {}
     for label, game, rule, optimizer in COMPILED:
         spec = {"name": "c", "game": game, "rules": [rule], "optimizer": optimizer,
                 "init": {"dist": "normal", "scale": 1.0}, "seeds": 1000, "steps": 200,
                 "record_every": 10, "max_batch": 1000}
-        for probes in ("0", "1"):
+        for probes, ops in (("0", CHUNK_OPERATIONS), ("1", 10 ** 9)):
             env = {**_fresh_env(tmp), "GAMEDYN_ISA_PROBES": probes}
-            out = subprocess.run([PY, "-c", COMPILE_ONE, json.dumps(spec)], cwd=ROOT, env=env,
-                                 check=True, capture_output=True, text=True)
-            key = f"{label}, {'ISA probes (before)' if probes == '1' else 'now'}"
+            out = subprocess.run([PY, "-c", COMPILE_ONE, json.dumps(spec), str(ops)], cwd=ROOT,
+                                 env=env, check=True, capture_output=True, text=True)
+            key = f"{label}, {'before' if probes == '1' else 'now'}"
             result[key] = float(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -352,7 +359,7 @@ def main() -> None:
                 print(f"{label:44s} {k:34s} {v:8.2f}")
         if name.startswith("cold compilation"):
             for k, v in items[::2]:
-                before = figures[k.replace(", now", ", ISA probes (before)")]
+                before = figures[k.replace(", now", ", before")]
                 print(f"{'':44s} {k.replace(', now', ''):34s} {before / v:8.2f}× cheaper "
                       f"(issue 13's target: ≥ 3×)")
         if name in targets and base is not None:
