@@ -230,7 +230,7 @@ def oscillation(steps: np.ndarray, coords: np.ndarray, window: np.ndarray
     coordinate's range in the window (see the module docstring)."""
     R = coords.shape[0]
     ct = np.ascontiguousarray(coords.transpose(0, 2, 1))  # [R, C, T]: sums along contiguous T
-    w = window[:, None, :]                                 # (along the middle axis: 5x as long)
+    w = window[:, None, :]                                 # (along the middle axis: twice as long)
     n = np.maximum(window.sum(1), 1)[:, None]
     mean = np.where(w, ct, 0.0).sum(2) / n
     var = (np.where(w, ct - mean[:, :, None], 0.0) ** 2).sum(2)

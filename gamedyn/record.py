@@ -54,8 +54,8 @@ def _norm(flat: torch.Tensor) -> torch.Tensor:
 def _root_sum(blocks: list[torch.Tensor]) -> torch.Tensor:
     """Each run's Euclidean norm of the [R, k] ``blocks`` together: √(Σ squares), summed from the
     first block, or |x| for a single element, which is √(x²) exactly wherever x² neither overflows
-    nor underflows (and the true norm where it does), without a square root: a vector square root
-    costs ~20 cycles, most of a compiled toy game's record (most toy players have one coordinate)."""
+    nor underflows (and the true norm where it does), without a square root (~20 cycles a vector:
+    a quarter of a compiled toy game's record; most toy players have one coordinate)."""
     if len(blocks) == 1 and blocks[0].shape[1] == 1:
         return blocks[0][:, 0].abs()
     total = (blocks[0] ** 2).sum(1)
