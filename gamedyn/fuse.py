@@ -371,7 +371,7 @@ class _Compiled:
         root, graph = torch.nn.Module(), torch.fx.Graph()
         x = [graph.placeholder(f"arg{i}") for i in range(len(flat))]
         outs = [graph.placeholder(f"slot{i}") for i in range(len(slots))]
-        for node, fake in zip(x + outs, fakes + torch_private.fake_tensors([*fakes[:1], *slots])[1:]):
+        for node, fake in zip(x + outs, fakes + torch_private.fake_tensors(slots, mode_of=fakes)):
             node.meta["val"] = fake
         if chunk.k:
             step = self._trace_step(chunk, fakes)

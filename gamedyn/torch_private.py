@@ -37,7 +37,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -112,15 +112,17 @@ def in_dispatch_mode() -> bool:
     return _get_current_dispatch_mode() is not None or peek_interpreter_stack() is not None
 
 
-def fake_tensors(like: list[torch.Tensor]) -> list[torch.Tensor]:
+def fake_tensors(like: Sequence[torch.Tensor], mode_of: Sequence[torch.Tensor] = ()
+                 ) -> list[torch.Tensor]:
     """A distinct fake tensor for each of ``like`` (same shape, layout, dtype and device), all in the
-    fake mode of ``like``'s fakes, or a new one with static shapes. Distinct: make_fx traces inputs
-    that are the same tensor object as one input, which would tie together what a chunk's later steps
-    separate."""
+    fake mode of the first fake tensor of ``mode_of`` or ``like`` (so that the graphs traced for one
+    chunk share it), or a new one with static shapes. Distinct: make_fx traces inputs that are the
+    same tensor object as one input, which would tie together what a chunk's later steps separate."""
     from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
     from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
-    mode = next((t.fake_mode for t in like if isinstance(t, FakeTensor)), None) or FakeTensorMode(
+    mode = next((t.fake_mode for t in (*mode_of, *like) if isinstance(t, FakeTensor)),
+                None) or FakeTensorMode(
         allow_fallback_kernels=True, allow_non_fake_inputs=True, shape_env=ShapeEnv(),
         static_shapes=True)
     with mode:
