@@ -30,6 +30,7 @@ Usage: ``python benchmarks/bench_toy.py [--runs 1000] [--steps 10000] [--threads
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import subprocess
 import sys
@@ -104,7 +105,11 @@ def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], re
     first chunk's call, allocating the recorder), less the same without recording. Each loop is the
     best of ``repeat`` interleaved rounds, after one dropped (compilation's imports, first calls): on
     a shared machine noise only adds, and a difference of medians came out noisier than its
-    signal (± 10 ms)."""
+    signal (± 10 ms). The process's imports are frozen out of the garbage collector's generations
+    first, as ``gamedyn run`` and its workers do (``gamedyn/cli.py``, ``gamedyn/pool.py``): its full
+    collections during the loop otherwise cost ~2 ms per 10,000 steps here."""
+    gc.freeze()  # the imports out of the collector's way, as in `gamedyn run` and its workers
+
     def loop(steps: int, record_every: int, choice: list[str] | None) -> float:
         return R * steps / batched(R, steps, record_every, "on", choice)[0]
 
@@ -184,6 +189,7 @@ def main() -> None:
                     help="record: choices to price against their floor (comma-separated groups)")
     ap.add_argument("--records-only", action="store_true", help="only the record: choices' rows")
     args = ap.parse_args()
+    gc.freeze()  # the imports out of the collector's way, as in `gamedyn run` and its workers
     torch.set_num_threads(args.threads)
     if args.cold:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="gamedyn-bench-inductor-")
