@@ -106,8 +106,8 @@ def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], re
     best of ``repeat`` interleaved rounds, after one dropped (compilation's imports, first calls): on
     a shared machine noise only adds, and a difference of medians came out noisier than its
     signal (± 10 ms). The process's imports are frozen out of the garbage collector's generations
-    first, as ``gamedyn run`` and its workers do (``gamedyn/cli.py``, ``gamedyn/pool.py``): its full
-    collections during the loop otherwise cost ~2 ms per 10,000 steps here."""
+    first, as ``gamedyn run`` and its workers do (``gamedyn/cli.py``, ``gamedyn/pool.py``), so that
+    the loops meet the collector as a user's batch does."""
     gc.freeze()  # the imports out of the collector's way, as in `gamedyn run` and its workers
 
     def loop(steps: int, record_every: int, choice: list[str] | None) -> float:
