@@ -24,9 +24,9 @@ Modes (``gamedyn run --compile``):
   is priced at :func:`eager_seconds` (operations × steps left, each operation at a dispatch cost
   plus a cost per run). Under :data:`AUTO_MIN_SECONDS` it stays eager; otherwise the chunk is
   traced, and compiled when a cold compilation, :data:`SECONDS_PER_NODE` × its graph's operations
-  (conservative: measured cold, 2.7 s for a 20-step bilinear chunk of 1,000 runs, 22 s for SGA with
-  Adam, since :func:`gamedyn.torch_private.compile_graph` skips Inductor's ISA probes), would take
-  less.
+  (conservative: measured cold, 2.8 s for a 20-step bilinear chunk of 1,000 runs, 11 s for SGA with
+  Adam in 5-step chunks, since :func:`gamedyn.torch_private.compile_graph` skips Inductor's ISA
+  probes and large steps unroll fewer, :func:`unroll_for`), would take less.
   A chunk found in Inductor's cache loads in about a second instead, but counting on it would make
   the choice, and so the numbers, depend on what ran before.
 
