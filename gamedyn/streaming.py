@@ -81,6 +81,12 @@ PART_KEY = "gamedyn.variables"
 Chunk = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # run ranks, steps, variable codes, values
 
 
+def _wide_rows(variables: int) -> int:
+    """Rows per row group of a part written wide, and per record batch read from one: about
+    :data:`PART_ROWS` long rows, ``variables`` per wide row."""
+    return max(1, PART_ROWS // max(variables, 1))
+
+
 @dataclasses.dataclass
 class Records:
     """A batch's trajectories as the recorder holds them: ``values`` [R, T, K] of the ``variables``
@@ -131,7 +137,7 @@ class Records:
             "step": kept(np.tile(self.steps, R)),
             **{f"v{k}": kept(self.values[:, :, k].reshape(-1)) for k in range(K)}}
         table = pa.table(columns).replace_schema_metadata({PART_KEY: json.dumps(self.variables)})
-        pq.write_table(table, path, row_group_size=max(1, PART_ROWS // max(K, 1)),
+        pq.write_table(table, path, row_group_size=_wide_rows(K),
                        use_dictionary=["run_id"], column_encoding={"step": "DELTA_BINARY_PACKED"},
                        write_statistics=["step"])
 
@@ -271,7 +277,7 @@ class _PartRows:
             if wide is None:
                 self._batches = f.iter_batches(batch_size=PART_ROWS, columns=COLUMNS)
             else:
-                self._batches = f.iter_batches(batch_size=max(1, PART_ROWS // max(len(wide), 1)))
+                self._batches = f.iter_batches(batch_size=_wide_rows(len(wide)))
         except Exception as e:
             raise DamagedPart(path, e) from e
         # a wide part's variables as the table's codes, one per value column
