@@ -48,9 +48,8 @@ into its values at each check), adding their :meth:`Recorder.judge` to each run'
 per chunk, no outputs, and the chunks between two of the recorder's checks (:meth:`Recorder.alive`)
 called in one loop, the params and state flattened once. A longer interval is stepped in chunks of
 as many steps as a chunk may unroll (a divisor of it where one is at least half as long) and a
-compiled record,
-with any remainder stepped eagerly; so are the few intervals left at the end of a budget that do not
-fill a chunk.
+compiled record, with any remainder stepped eagerly; so are the few intervals left at the end of a
+budget that do not fill a chunk.
 """
 
 from __future__ import annotations
@@ -145,8 +144,8 @@ class Stepper:
             raise ValueError(f"compile mode {mode!r}: expected one of {', '.join(MODES)}")
         self.rule, self.ctx, self.recorder, self.mode = rule, ctx, recorder, mode
         self.fusable = fusable
-        self.steps, self.interval, self.k = steps, interval, chunk_length(interval)
-        self.m = records_per_chunk(interval) if interval == self.k else 1
+        self.steps, self.interval = steps, interval
+        self.k, self.m = 0, 1  # a chunk's steps and records, chosen when deciding (_probe)
         self.kind, self.note, self.compile_seconds = "eager", "", 0.0
         self._decided = False
         self._done = 0
