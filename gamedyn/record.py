@@ -20,7 +20,6 @@ STORE_EVERY = 32
 #: values (:meth:`Recorder.slots`): at least one alive check's worth (``batch.ALIVE_EVERY``).
 STAGE_RECORDS = 32
 
-
 #: The groups of recorded variables a study's ``record:`` may name (besides variables by name).
 GROUPS = ("params", "losses", "grad_norms", "distance", "metrics")
 
@@ -204,8 +203,8 @@ class Recorder:
 
     def judge(self, rows: torch.Tensor) -> torch.Tensor:
         """How far past stopping each run is at records ``rows`` ([..., V, R] → [..., R]): 0 where it
-        goes on; positive (or NaN) where its core values (metrics aside) are not all finite, or its
-        size exceeds ``blowup`` × max(1, size at step 0). Stored records add it to their run's
+        goes on; NaN where its core values (metrics aside) are not all finite; else positive where
+        its size exceeds ``blowup`` × max(1, size at step 0). Stored records add it to their run's
         flag, which :meth:`alive` reads as ``!= 0``."""
         return self._verdict(self._core(rows))
 
@@ -216,14 +215,21 @@ class Recorder:
 
     def _verdict(self, core: list[torch.Tensor], limit: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`judge` from the core variables. Pure elementwise tensor code over the run axis, so
-        that :mod:`gamedyn.fuse` compiles it into the loop of the steps, and written for Inductor:
-        a reduction (``amax``, or of booleans: ``isfinite().all()``) becomes a loop of its own, and
-        ``0·v`` (NaN where v is not finite) is folded to 0; the largest absolute value,
-        NaN-propagating, is ≤ the largest float exactly where all are finite. (The core variables
-        are few: coordinates of small players, norms of large ones, losses, gradient norms.)"""
-        finite = _largest(core) <= torch.finfo(core[0].dtype).max
+        that :mod:`gamedyn.fuse` compiles it into the loop of the steps, and written for Inductor
+        (a reduction, ``amax`` or ``isfinite().all()``, becomes a loop of its own; ``0·v`` is folded
+        to 0): v − v is 0 where v is finite and NaN where it is not, so their sum is NaN exactly
+        where a value is not finite — two instructions a value, where comparing the largest absolute
+        value with the largest float took three times as long in a compiled record. The size
+        (:meth:`_size`: the distance, or the largest coordinate, NaN-propagating) is not finite
+        where a coordinate is not, and its excess over the limit then is not either (``clamp_min``
+        propagates NaN): only the other core variables (losses, gradient norms, norms of large
+        players' tensors) are summed."""
+        size = self._size(core)
         limit = self._limit if limit is None else limit
-        return finite.logical_not().to(core[0].dtype) + (self._size(core) - limit).clamp_min(0)
+        n_coords, s = len(self.coord_vars), self._size_col
+        others = [v - v for i, v in enumerate(core) if i >= n_coords and i != s]
+        excess = (size - limit).clamp_min(0)
+        return functools.reduce(torch.add, others, excess)
 
     def record(self, step: int, params: Params) -> None:
         """Record ``params`` at ``step`` (eagerly; the first record names the variables)."""
@@ -338,14 +344,17 @@ class Recorder:
             self._unstage()
             self._stage = self._rows_t.new_empty((max(STAGE_RECORDS, m), V, self.n_runs))
             self._views = self._stage.view(-1, self.n_runs).unbind(0)
+            self._calls: dict[tuple[int, int], list[tuple[torch.Tensor, ...]]] = {}
         base, end = self._staged
         if i != end or i + m > base + len(self._stage):
             self._unstage()
             base = end = i
             self._staged = (i, i)
         at = i - base
-        return [self._views[(at + c * m) * V:(at + c * m + m) * V] + (self._flags_t,)
-                for c in range(min(calls, (len(self._stage) - at) // m))]
+        if (at, m) not in self._calls:  # the same from each check to the next: made once
+            self._calls[at, m] = [self._views[(at + c * m) * V:(at + c * m + m) * V] + (self._flags_t,)
+                                  for c in range((len(self._stage) - at) // m)]
+        return self._calls[at, m][:calls]
 
     def blank_slots(self, m: int) -> tuple[torch.Tensor, ...]:
         """New tensors laid out as one call's :meth:`slots` of ``m`` records (templates for
