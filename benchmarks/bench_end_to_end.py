@@ -30,7 +30,9 @@ Behind flags (each run once, after the rows above; ``--extras-only`` skips those
   everything else as measured.
 - ``--records`` (target 8): recording every 10 steps in a compiled 1,000-run bilinear batch,
   for each ``record:`` choice, against the memory floor of the records it keeps
-  (``bench_toy.record_costs``: the steady state, each loop the best of ``--repeat`` rounds);
+  (``bench_toy.record_costs``: the steady state, each loop the best of ``--repeat`` rounds, for a
+  worker's batches after its first, which record into the memory the one before left, and for a
+  worker's first batch, which records into fresh memory);
 - ``--cold-compile`` (target 5): one batch of each of :data:`COMPILED` (1,000 runs, ``--compile
   on``) in a fresh process with an empty Inductor cache, its ``compile_time`` (tracing, Inductor,
   the C++ compiler, loading; Inductor's imports included), as gamedyn compiles now against

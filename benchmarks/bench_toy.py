@@ -94,12 +94,17 @@ def recorded_variables(record: list[str] | None) -> int:
 
 
 def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], repeat: int
-                 ) -> dict[str, tuple[float, float]]:
+                 ) -> dict[str, tuple[float, float, float]]:
     """For each ``record:`` choice: the compiled loop's extra seconds for recording every ``every``
     steps in the steady state, against the memory floor of its V variables (the same difference:
     the records of 2S steps into fresh memory less those of S steps, each the best of the rounds, so
     that both see the allocator alike: numpy's arrays under 32 MB reuse freed memory, larger ones
-    fault in fresh pages); printed, and returned as {choice: (extra, floor)}.
+    fault in fresh pages); printed, and returned as {choice: (extra, floor, first)}.
+
+    A process's batches after its first write their records into the memory the one before left
+    (:func:`gamedyn.record.values_array`): ``extra`` is theirs (each loop a batch of one process,
+    after the first), ``first`` the same with that memory dropped before each batch, as the first
+    batch of a worker meets it (fresh memory, as the floor).
 
     The steady state: the loop of 2S steps less that of S steps (one-off costs cancel: tracing, the
     first chunk's call, allocating the recorder), less the same without recording. Each loop is the
@@ -108,19 +113,32 @@ def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], re
     signal (± 10 ms). The process's imports are frozen out of the garbage collector's generations
     first, as ``gamedyn run`` and its workers do (``gamedyn/cli.py``, ``gamedyn/pool.py``), so that
     the loops meet the collector as a user's batch does."""
+    from gamedyn import record
+    from gamedyn.runaxis import padded_size
+
     gc.freeze()  # the imports out of the collector's way, as in `gamedyn run` and its workers
 
-    def loop(steps: int, record_every: int, choice: list[str] | None) -> float:
+    variables = [recorded_variables(c) for c in choices]
+    left: dict[tuple[int, int], np.ndarray] = {}  # by records and variables
+
+    def loop(steps: int, record_every: int, choice: list[str] | None, fresh: bool) -> float:
+        """The loop's seconds, in a worker's first batch (``fresh``) or in one after a batch of the
+        same shape (which left memory written before: the size of the records a choice keeps and
+        one more variable, as the recorder also writes the distance, which a choice may not keep)."""
+        T, V = steps // record_every + 1, variables[choices.index(choice)] + 1
+        if (T, V) not in left:  # (the recorder's run axis is padded: runaxis)
+            left[T, V] = np.ones(T * V * padded_size(R))
+        record._spare[:] = [] if fresh else [left[T, V]]
         return R * steps / batched(R, steps, record_every, "on", choice)[0]
 
-    configs = [(S, None)] + [(every, c) for c in choices]          # the first: no recording
+    configs = ([(S, None, False)] + [(every, c, False) for c in choices]    # the first: no recording
+               + [(every, c, True) for c in choices])
     best: dict[tuple[int, int], float] = {}
     floors: dict[tuple[int, int], float] = {}
-    variables = [recorded_variables(c) for c in choices]
     for r in range(repeat + 1):
-        for i, (record_every, choice) in enumerate(configs):
+        for i, (record_every, choice, fresh) in enumerate(configs):
             for steps in (S, 2 * S):
-                t = loop(steps, record_every, choice)
+                t = loop(steps, record_every, choice, fresh)
                 if r:
                     best[i, steps] = min(best.get((i, steps), float("inf")), t)
         for i, V in enumerate(variables):
@@ -138,14 +156,19 @@ def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], re
     print(f"recording every {every} steps, compiled, R = {R} × {S} steps: the loop's extra time for "
           f"recording (steady state: 2S steps' loop less S steps', less the same without recording, "
           f"{1e3 * marginal(0):.1f} ms), against the memory floor (the records alone into fresh "
-          f"memory); each loop the best of {repeat} interleaved rounds")
-    print(f"{'record:':28s} {'V':>3s} {'extra (ms)':>11s} {'floor (ms)':>11s} {'× floor':>8s}")
+          f"memory); each loop the best of {repeat} interleaved rounds; 'first batch': the same "
+          f"with the memory an earlier batch left dropped, as in a worker's first batch")
+    print(f"{'record:':28s} {'V':>3s} {'extra (ms)':>11s} {'floor (ms)':>11s} {'× floor':>8s} "
+          f"{'first batch (ms)':>17s} {'× floor':>8s}")
     out = {}
+    n = len(choices)
     for i, (choice, V) in enumerate(zip(choices, variables)):
         name = "(default: all)" if choice is None else "[" + ", ".join(choice) + "]"
         extra = marginal(i + 1) - marginal(0)
-        out[name] = (extra, floor(i))
-        print(f"{name:28s} {V:3d} {1e3 * extra:11.1f} {1e3 * floor(i):11.1f} {extra / floor(i):8.2f}")
+        first = marginal(i + 1 + n) - marginal(0)
+        out[name] = (extra, floor(i), first)
+        print(f"{name:28s} {V:3d} {1e3 * extra:11.1f} {1e3 * floor(i):11.1f} {extra / floor(i):8.2f} "
+              f"{1e3 * first:17.1f} {first / floor(i):8.2f}")
     return out
 
 

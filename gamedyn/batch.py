@@ -190,6 +190,7 @@ def _run_batch(runs: list[Run], thresholds: dict[str, float] | None, device: str
                                   regularizer=regularizer)
     result = _collect(runs, recorder, state["counts"], th, wall, recorder.steps[i], predicted, stepper,
                       None if lyap is None else (*(a[:len(runs)] for a in lyap), lyap_cfg["steps"]))
+    recorder.release()  # its records are copied out: its memory serves the next batch
     result.runs = result.runs.assign(**spectra.run_columns(  # from the end, as the exponents
         game, rule, optimizers, params, state, cfg.get("spectra"), len(runs), regularizer=regularizer))
     result.runs = result.runs.assign(**game.final_columns(params, len(runs)))  # e.g. final weights

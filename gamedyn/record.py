@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -19,6 +20,43 @@ STORE_EVERY = 32
 #: Records that compiled chunks write into the recorder's stage before they are copied into its
 #: values (:meth:`Recorder.slots`): at least one alive check's worth (``batch.ALIVE_EVERY``).
 STAGE_RECORDS = 32
+#: The largest record array (bytes) a finished batch leaves to the process's next batch
+#: (:func:`values_array`).
+SPARE_BYTES = 1 << 30
+
+_spare: list[np.ndarray] = []  # at most one flat array, left by a finished batch (Recorder.release)
+_spare_lock = threading.Lock()  # batches may run in threads (Dask workers)
+
+
+def values_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised array for a batch's records: the one an earlier batch of this process left
+    (:meth:`Recorder.release`) where it holds them and is at most twice their size (a smaller array,
+    a probe's, leaves it for the batches), else new memory (after dropping what was left where it
+    is too small). Writing records into memory already written costs about half as much as into
+    fresh memory, whose pages the system must first find and zero (measured: 2.6 against 6 ms for
+    the 56 MB of a 1,000-run × 10,000-step bilinear batch), so that a worker's batches after its
+    first record at about the cost of their stepping alone (``benchmarks/bench_toy.py
+    --records-only``)."""
+    n = math.prod(shape)
+    with _spare_lock:
+        spare = _spare[0] if _spare else None
+        if spare is not None and spare.size < n:
+            _spare.clear()  # freed before the new array takes its place in memory
+        elif spare is not None and spare.dtype == dtype and spare.size <= 2 * n:
+            _spare.clear()
+            return spare[:n].reshape(shape)
+    del spare
+    return np.empty(shape, dtype)
+
+
+def _leave(values: np.ndarray) -> None:
+    """Keep the memory of ``values`` for the next :func:`values_array`, if larger than what is kept."""
+    flat = (values.base if values.base is not None else values).reshape(-1)  # the whole array
+    if flat.nbytes <= SPARE_BYTES:
+        with _spare_lock:
+            if not _spare or _spare[0].nbytes < flat.nbytes:
+                _spare[:] = [flat]
+
 
 #: The groups of recorded variables a study's ``record:`` may name (besides variables by name).
 GROUPS = ("params", "losses", "grad_norms", "distance", "metrics")
@@ -243,12 +281,13 @@ class Recorder:
                                      for n, c in cols.items() if n.startswith("metric:"))
             self._size_col = (self.variables.index("distance") if self.eq is not None else None)
             # [T, V, R]: a record's columns contiguous. Allocated by numpy, which asks for huge
-            # pages (first writes fault 3x faster than into torch's memory), and not filled: a
-            # record not written is past every run's n_valid (the batch stopped early), and
-            # arrays() sets those to NaN. Records are written through torch views of them (slots),
-            # on the batch's device: the arrays themselves on the CPU, else copies synced by alive()
+            # pages (first writes fault 3x faster than into torch's memory), or left by an earlier
+            # batch (values_array), and not filled: a record not written is past every run's n_valid
+            # (the batch stopped early), and arrays() sets those to NaN. Records are written through
+            # torch views of them (slots), on the batch's device: the arrays themselves on the CPU,
+            # else copies synced by alive()
             dtype = torch.empty(0, dtype=self.game.dtype).numpy().dtype
-            self.values = np.empty((len(self.steps), len(self.variables), self.n_runs), dtype)
+            self.values = values_array((len(self.steps), len(self.variables), self.n_runs), dtype)
             self._rows_t = (torch.from_numpy(self.values) if row.device.type == "cpu" else
                             torch.empty(self.values.shape, dtype=row.dtype, device=row.device))
             self._flags_t = row.new_zeros(self.n_runs)
@@ -414,3 +453,11 @@ class Recorder:
         n_valid = self.n_valid
         values[np.arange(values.shape[1])[None, :] >= n_valid[:, None]] = np.nan
         return np.asarray(self.steps, dtype=np.int64), values, n_valid
+
+    def release(self) -> None:
+        """Give the record array's memory to the process's next batch (:func:`values_array`), once
+        its records are read (:meth:`arrays` copies them): the recorder records no more."""
+        if self.values is not None:
+            values, self.values = self.values, None
+            self._rows_t = self._stage = self._views = self._calls = None
+            _leave(values)
