@@ -163,6 +163,7 @@ class Recorder:
         self.keep = n_runs if keep is None else keep
         self.n_valid = np.zeros(self.keep, dtype=np.int64)
         self.alive_runs = np.ones(self.keep, dtype=bool)
+        self._n_alive = self.keep
         self._judged = self._stored = 0
         # eager records not yet stored: rows [V, R], or points [R, P] once deferred (keep_point)
         self._pending: list[tuple[int, torch.Tensor]] = []
@@ -241,9 +242,9 @@ class Recorder:
 
     def judge(self, rows: torch.Tensor) -> torch.Tensor:
         """How far past stopping each run is at records ``rows`` ([..., V, R] → [..., R]): 0 where it
-        goes on; NaN where its core values (metrics aside) are not all finite; else positive where
-        its size exceeds ``blowup`` × max(1, size at step 0). Stored records add it to their run's
-        flag, which :meth:`alive` reads as ``!= 0``."""
+        goes on; NaN or +inf where its core values (metrics aside) are not all finite; else
+        positive where its size exceeds ``blowup`` × max(1, size at step 0). Stored records add it
+        to their run's flag, which :meth:`alive` reads as ``!= 0``."""
         return self._verdict(self._core(rows))
 
     def judge_parts(self, parts: list[torch.Tensor]) -> torch.Tensor:
@@ -373,7 +374,8 @@ class Recorder:
         variables in turn (``m·V`` [R] tensors) and the stop flags [R], to which the chunk adds its
         records' :meth:`judge`. The chunks then say :meth:`wrote`.
 
-        The slots are views of a stage of :data:`STAGE_RECORDS` records, made once, whose records
+        The slots are views of a stage of :data:`STAGE_RECORDS` records (the batch's records where
+        fewer), made once, whose records
         are copied into the values at the next check (:meth:`alive`) or when the stage is full: a
         record's views made for it cost more than the record (~0.5 µs each, V per record), and one
         tensor per variable and record is what lets Inductor store each from the loop of the steps
@@ -381,7 +383,8 @@ class Recorder:
         i, V = self._index[step], len(self.variables)
         if self._stage is None or len(self._stage) < m:
             self._unstage()
-            self._stage = self._rows_t.new_empty((max(STAGE_RECORDS, m), V, self.n_runs))
+            size = max(m, min(STAGE_RECORDS, len(self.steps)))  # no larger than the values
+            self._stage = self._rows_t.new_empty((size, V, self.n_runs))
             self._views = self._stage.view(-1, self.n_runs).unbind(0)
             self._calls: dict[tuple[int, int], list[tuple[torch.Tensor, ...]]] = {}
         base, end = self._staged
@@ -423,14 +426,17 @@ class Recorder:
         A run stops at its first record that :meth:`judge` flags; that record and the later ones
         are discarded, and its ``stop_reason`` is ``nonfinite`` or ``blowup``. The records' flags
         are summed per run as they are stored (nonzero, or NaN, once a run is flagged); the records
-        of newly flagged runs are judged again here to find the first."""
+        of newly flagged runs (found when more flags are nonzero than runs stopped) are judged
+        again here to find the first."""
         self.flush()
         self._unstage()
         lo, hi = self._judged, self._stored
         if self._rows_t.device.type != "cpu":  # bring the records written on the device over
             self.values[lo:hi] = self._rows_t[lo:hi].cpu().numpy()
         flags = self._flags_t[:self.keep].cpu().numpy()
-        hit = np.flatnonzero((flags != 0) & self.alive_runs)
+        # a flag, once nonzero, stays so (judgements are ≥ 0 or NaN): new ones only if more are
+        hit = (np.flatnonzero((flags != 0) & self.alive_runs)
+               if np.count_nonzero(flags) > self.keep - self._n_alive else ())
         if len(hit):
             rows = torch.from_numpy(self.values[lo:hi][:, :, hit])               # [t, V, hit]
             bad = (self._verdict(self._core(rows), self._limit[hit].cpu()) != 0).numpy()
@@ -442,9 +448,10 @@ class Recorder:
             finite = np.isfinite(self.values[first, :n_core, hit]).all(-1)          # [hit, n_core]
             self.stop_reason[hit] = np.where(finite, "blowup", "nonfinite")
             self.alive_runs[hit] = False
+            self._n_alive -= len(hit)
         self.n_valid[self.alive_runs] = hi
         self._judged = hi
-        return bool(self.alive_runs.any())
+        return self._n_alive > 0
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(steps [T], values [R, T, V] with NaN past each run's stop, n_valid [R])."""
