@@ -57,7 +57,7 @@ from tqdm import tqdm
 from . import data, fuse, plugins, pool, runaxis
 from .batch import BatchResult, batch_id, run_batch
 from .errors import StudyError
-from .record import MAX_COORDS
+from .record import MAX_COORDS, drop_spare
 from .results import FAILURE_COLUMNS, Results, ResultsFolder, load
 from .rules import RULES
 from .study import Run, Study, built_game
@@ -157,8 +157,11 @@ def run_study(study: Study, out: str | Path = "results", jobs: int = 1, fresh: b
         todo = sorted((b for b, i in zip(batches, ids) if not folder.has(i)), key=_work, reverse=True)
         n_todo = sum(map(len, todo))
         with _progress(study, len(study.runs) - n_todo, progress) as bar:
-            failed = _execute_all(study, todo, folder, bar, progress, backend, scheduler, jobs,
-                                  compile, device)
+            try:
+                failed = _execute_all(study, todo, folder, bar, progress, backend, scheduler, jobs,
+                                      compile, device)
+            finally:
+                drop_spare()  # what the batches stepped here left: not held after the study
         bad = {f.batch_id for f in failed}
         folder.write_failures(_failures_table(study, failed))
         folder.assemble([i for i in ids if i not in bad], [r.run_id for r in study.runs])

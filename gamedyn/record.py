@@ -49,6 +49,13 @@ def values_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return np.empty(shape, dtype)
 
 
+def drop_spare() -> None:
+    """Free what a finished batch left for the next (:func:`values_array`): at the end of a study,
+    so that a process that goes on (a notebook) does not hold it."""
+    with _spare_lock:
+        _spare.clear()
+
+
 def _leave(values: np.ndarray) -> None:
     """Keep the memory of ``values`` for the next :func:`values_array`, if larger than what is kept."""
     flat = (values.base if values.base is not None else values).reshape(-1)  # the whole array
