@@ -125,7 +125,8 @@ def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], re
         """The loop's seconds, in a worker's first batch (``fresh``) or in one after a batch of the
         same shape (which left memory written before: the size of the records a choice keeps and
         one more variable, as the recorder also writes the distance, which a choice may not keep)."""
-        T, V = steps // record_every + 1, variables[choices.index(choice)] + 1
+        kept = variables[choices.index(choice)] if choice in choices else 7  # (no recording: any)
+        T, V = steps // record_every + 1, kept + 1
         if (T, V) not in left:  # (the recorder's run axis is padded: runaxis)
             left[T, V] = np.ones(T * V * padded_size(R))
         record._spare[:] = [] if fresh else [left[T, V]]

@@ -36,7 +36,7 @@ def test_a_batch_in_memory_an_earlier_batch_left_gives_its_results_in_fresh_memo
         compile, no_spare, monkeypatch):
     fresh = _run(SPEC, compile)
     assert fresh.runs["stop_reason"].notna().any() and fresh.runs["stop_reason"].isna().any()
-    record._spare.clear()
+    record.drop_spare()
     _run({**SPEC, "optimizer": {"name": "sgd", "lr": 0.2}}, compile)   # another batch, same shape
     (left,) = record._spare
     left[:] = SENTINEL  # whatever the next batch does not write would show
