@@ -170,7 +170,6 @@ class Recorder:
         self.keep = n_runs if keep is None else keep
         self.n_valid = np.zeros(self.keep, dtype=np.int64)
         self.alive_runs = np.ones(self.keep, dtype=bool)
-        self._n_alive = self.keep
         self._judged = self._stored = 0
         # eager records not yet stored: rows [V, R], or points [R, P] once deferred (keep_point)
         self._pending: list[tuple[int, torch.Tensor]] = []
@@ -442,8 +441,9 @@ class Recorder:
             self.values[lo:hi] = self._rows_t[lo:hi].cpu().numpy()
         flags = self._flags_t[:self.keep].cpu().numpy()
         # a flag, once nonzero, stays so (judgements are ≥ 0 or NaN): new ones only if more are
+        alive = np.count_nonzero(self.alive_runs)
         hit = (np.flatnonzero((flags != 0) & self.alive_runs)
-               if np.count_nonzero(flags) > self.keep - self._n_alive else ())
+               if np.count_nonzero(flags) > self.keep - alive else ())
         if len(hit):
             rows = torch.from_numpy(self.values[lo:hi][:, :, hit])               # [t, V, hit]
             bad = (self._verdict(self._core(rows), self._limit[hit].cpu()) != 0).numpy()
@@ -455,10 +455,10 @@ class Recorder:
             finite = np.isfinite(self.values[first, :n_core, hit]).all(-1)          # [hit, n_core]
             self.stop_reason[hit] = np.where(finite, "blowup", "nonfinite")
             self.alive_runs[hit] = False
-            self._n_alive -= len(hit)
+            alive -= len(hit)
         self.n_valid[self.alive_runs] = hi
         self._judged = hi
-        return self._n_alive > 0
+        return alive > 0
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(steps [T], values [R, T, V] with NaN past each run's stop, n_valid [R])."""
