@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from concurrent.futures import Future, wait
 from typing import Any
 
@@ -35,12 +36,35 @@ def executor(workers: int) -> Any:
     resizes an executor only when it is idle)."""
     from joblib.externals.loky import get_reusable_executor
 
+    _quiet_tracker()
     if _warming and _started >= workers:
         workers = _started
     else:
         wait(_warming)
     return get_reusable_executor(max_workers=workers, timeout=IDLE_TIMEOUT,
                                  initializer=_no_leak_restarts)
+
+
+#: The module whose warnings loky's resource tracker writes to the command's stderr.
+TRACKER = "joblib.externals.loky.backend.resource_tracker"
+
+
+def _quiet_tracker() -> None:
+    """Start loky's resource tracker (a process of its own, writing to this one's stderr) with its
+    warnings ignored. When a worker dies holding one of the executor's semaphores (killed by the
+    system for memory, say), the tracker warns at the command's exit that it "appears to have
+    leaked" and unlinks it: a worker lost is gamedyn's own one-line error
+    (:mod:`gamedyn.orchestrate`), which the tracker's lines would follow like a traceback. The
+    tracker is started with the ``-W`` options in ``sys.warnoptions``; the filter is there only
+    while it starts (a tracker already running is kept)."""
+    from joblib.externals.loky.backend import resource_tracker
+
+    option = f"ignore::UserWarning:{TRACKER}"
+    sys.warnoptions.append(option)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.warnoptions.remove(option)
 
 
 def _no_leak_restarts() -> None:
