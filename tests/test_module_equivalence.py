@@ -157,7 +157,7 @@ def test_module_gan_with_mog_rings_players_steps_mog_rings_trajectories(monkeypa
     The fixed evaluation sample of the metrics comes from a stream of its own whose id differs
     between the games (``EVAL_STREAM``: mog_ring's 0x5EED_E7A1, module_gan's 0x5EED_E7A2), so
     module_gan's is set to mog_ring's here; training never reads it."""
-    monkeypatch.setattr(module_gan, "EVAL_STREAM", mixture.EVAL_STREAM)
+    monkeypatch.setattr(module_gan.ModuleGan, "EVAL_STREAM", mixture.MixtureGame.EVAL_STREAM)
     keep_final_params(monkeypatch)
     ref = run_batch(make_study(mog_spec(mog_loss)).batches()[0])
     got = run_batch(make_study(module_spec(module_loss)).batches()[0])

@@ -200,3 +200,20 @@ class SampleGame(Game):
     def losses(self, params: Params) -> dict[str, Tensor]:
         n_runs = tree.n_runs(params["gen"])
         return self.objective(params, self.real_samples(n_runs), self.fake_samples(params))
+
+    #: The random stream of :meth:`draw_evaluation`'s draws, apart from training's (a subclass's).
+    EVAL_STREAM: ClassVar[int]
+
+    def draw_evaluation(self, rng: Streams) -> dict[str, Tensor]:
+        """The fixed samples (latents, data, what is computed from them once) that a game's metrics
+        evaluate on, drawn from ``rng`` (each run's own stream :data:`EVAL_STREAM`)."""
+        raise NotImplementedError
+
+    def _evaluation(self) -> dict[str, Tensor]:
+        """:meth:`draw_evaluation` for these runs: drawn once, then cached (one batch's at a time)."""
+        keys = self.rng.keys
+        key = (tuple(keys.tolist()), str(keys.device))
+        cached = self.__dict__.get("_eval")
+        if cached is None or cached[0] != key:
+            self._eval = (key, self.draw_evaluation(Streams(keys, self.EVAL_STREAM, self.device)))
+        return self._eval[1]

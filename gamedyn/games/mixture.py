@@ -43,7 +43,7 @@ parameters).
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -111,7 +111,6 @@ class MixtureGame(SampleGame):
                            self.activation, 1.0, self.init, self.gain)
         self.disc_net = MLP((self.dim, *[self.disc_hidden] * self.disc_layers, 1),
                             self.activation, self.disc_input_scale, self.init, self.gain)
-        self._eval: dict[Any, dict[str, Tensor]] = {}
 
     @property
     def n_modes(self) -> int:
@@ -156,19 +155,13 @@ class MixtureGame(SampleGame):
 
     # --- metrics ----------------------------------------------------------------------------
 
-    def _evaluation(self) -> dict[str, Tensor]:
-        """The fixed evaluation latents and data of these runs (drawn once, then cached)."""
-        keys = self.rng.keys
-        cache_key = (tuple(keys.tolist()), str(keys.device))
-        if cache_key not in self._eval:
-            rng = Streams(keys, EVAL_STREAM, self.device)
-            z = rng.fast_normal(self.eval_samples, self.latent, dtype=self.dtype)
-            data = self.sample_data(rng, self.eval_samples)
-            ev = {"z": z, "data": data}
-            n = min(self.distance_samples, self.eval_samples)
-            ev["data_dd"] = fit.mean_distance(data[:, :n], data[:, :n])
-            self._eval = {cache_key: ev}   # one batch's at a time
-        return self._eval[cache_key]
+    EVAL_STREAM = EVAL_STREAM
+
+    def draw_evaluation(self, rng: Streams) -> dict[str, Tensor]:
+        z = rng.fast_normal(self.eval_samples, self.latent, dtype=self.dtype)
+        data = self.sample_data(rng, self.eval_samples)
+        n = min(self.distance_samples, self.eval_samples)
+        return {"z": z, "data": data, "data_dd": fit.mean_distance(data[:, :n], data[:, :n])}
 
     def metrics(self, params: Params) -> dict[str, Tensor]:
         ev = self._evaluation()

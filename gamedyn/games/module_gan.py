@@ -199,7 +199,6 @@ class ModuleGan(SampleGame):
                                               streams=lambda: self.rng)
         self.objective_name, self.gen_cost = costs.NAMED_LOSSES[self.loss]
         self.sample_shape = self._check_outputs()
-        self._eval: dict[Any, dict[str, Tensor]] = {}
         self.classifier = self._classifier()
         self._snapshots: dict[int, Tensor] = {}   # record step -> images [R, images, size], float16
         if self.diagnostics == "variance":
@@ -314,20 +313,16 @@ class ModuleGan(SampleGame):
 
     # --- metrics ----------------------------------------------------------------------------
 
-    def _evaluation(self) -> dict[str, Tensor]:
-        """The fixed evaluation latents and data of these runs (drawn once, then cached)."""
-        keys = self.rng.keys
-        cache_key = (tuple(keys.tolist()), str(keys.device))
-        if cache_key not in self._eval:
-            rng = Streams(keys, EVAL_STREAM, self.device)
-            z = self.latents(rng, self.eval_samples)
-            x = self.sampler.sample(rng, self.eval_samples)
-            ev = {"z": z, "data": x, "data_dd": fit.mean_distance(x, x),
-                  "data_pixels": fit.frechet_reference(x)}   # the data's Gaussian, once
-            if self.features is not None:
-                ev["data_features"] = fit.frechet_reference(fit.class_features(x, **self.features))
-            self._eval = {cache_key: ev}
-        return self._eval[cache_key]
+    EVAL_STREAM = EVAL_STREAM
+
+    def draw_evaluation(self, rng: Streams) -> dict[str, Tensor]:
+        z = self.latents(rng, self.eval_samples)
+        x = self.sampler.sample(rng, self.eval_samples)
+        ev = {"z": z, "data": x, "data_dd": fit.mean_distance(x, x),
+              "data_pixels": fit.frechet_reference(x)}   # the data's Gaussian, once
+        if self.features is not None:
+            ev["data_features"] = fit.frechet_reference(fit.class_features(x, **self.features))
+        return ev
 
     def metrics(self, params: Params) -> dict[str, Tensor]:
         ev = self._evaluation()
