@@ -30,6 +30,8 @@ Usage: ``python benchmarks/bench_toy.py [--runs 1000] [--steps 10000] [--threads
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import gc
 import os
 import subprocess
@@ -93,18 +95,30 @@ def recorded_variables(record: list[str] | None) -> int:
     return run_batch(batch, study.thresholds, compile="off").trajectories["variable"].nunique()
 
 
+def fresh_heap() -> None:
+    """Give the heap's free memory back to the system (glibc's ``malloc_trim``; elsewhere nothing),
+    so that the next large array is fresh memory, as in a worker's first batch: glibc keeps up to
+    64 MB freed at the top of its heap and serves a large allocation from there when it fits, which
+    let a 10,000-step loop's records (41 MB) land in memory written before while the 20,000-step
+    loop's (82 MB) did not, and so doubled their difference."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
 def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], repeat: int
                  ) -> dict[str, tuple[float, float, float]]:
     """For each ``record:`` choice: the compiled loop's extra seconds for recording every ``every``
     steps in the steady state, against the memory floor of its V variables (the same difference:
-    the records of 2S steps into fresh memory less those of S steps, each the best of the rounds, so
-    that both see the allocator alike: numpy's arrays under 32 MB reuse freed memory, larger ones
-    fault in fresh pages); printed, and returned as {choice: (extra, floor, first)}.
+    the records of 2S steps into fresh memory less those of S steps, each the best of the rounds,
+    the heap's free memory given back before each, :func:`fresh_heap`); printed, and returned as
+    {choice: (extra, floor, first)}.
 
     A process's batches after its first write their records into the memory the one before left
     (:func:`gamedyn.record.values_array`): ``extra`` is theirs (each loop a batch of one process,
-    after the first), ``first`` the same with that memory dropped before each batch, as the first
-    batch of a worker meets it (fresh memory, as the floor).
+    after the first), ``first`` the same with that memory dropped and the heap's free memory given
+    back before each batch, as the first batch of a worker meets it (fresh memory, as the floor).
 
     The steady state: the loop of 2S steps less that of S steps (one-off costs cancel: tracing, the
     first chunk's call, allocating the recorder), less the same without recording. Each loop is the
@@ -130,6 +144,8 @@ def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], re
         if (T, V) not in left:  # (the recorder's run axis is padded: runaxis)
             left[T, V] = np.ones(T * V * padded_size(R))
         record._spare[:] = [] if fresh else [left[T, V]]
+        if fresh:
+            fresh_heap()
         return R * steps / batched(R, steps, record_every, "on", choice)[0]
 
     configs = ([(S, None, False)] + [(every, c, False) for c in choices]    # the first: no recording
@@ -145,6 +161,7 @@ def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], re
         for i, V in enumerate(variables):
             if r:
                 for steps in (S, 2 * S):
+                    fresh_heap()
                     floors[i, steps] = min(floors.get((i, steps), float("inf")),
                                            memory_floor(R, steps, every, V)[0])
 
