@@ -175,7 +175,8 @@ def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], re
           f"recording (steady state: 2S steps' loop less S steps', less the same without recording, "
           f"{1e3 * marginal(0):.1f} ms), against the memory floor (the records alone into fresh "
           f"memory); each loop the best of {repeat} interleaved rounds; 'first batch': the same "
-          f"with the memory an earlier batch left dropped, as in a worker's first batch")
+          f"with the memory an earlier batch left dropped and the heap's free memory given back, as in "
+          f"a worker's first batch")
     print(f"{'record:':28s} {'V':>3s} {'extra (ms)':>11s} {'floor (ms)':>11s} {'× floor':>8s} "
           f"{'first batch (ms)':>17s} {'× floor':>8s}")
     out = {}
