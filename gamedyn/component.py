@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import torch
 
 from . import tree
-from .errors import StudyError
+from .errors import StudyError, suggestion
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
                dict: "a mapping", object: "a value"}
@@ -142,7 +142,8 @@ class Component:
             accepted = ", ".join(cls.params) or "no parameters"
             raise StudyError(
                 f"{where}.{unknown[0]}",
-                f"unknown parameter of {cls.name!r}; accepted: {accepted}",
+                f"unknown parameter of {cls.name!r}{suggestion(unknown[0], cls.params)}; "
+                f"accepted: {accepted}",
             )
         out = {}
         for key, param in cls.params.items():
@@ -213,7 +214,8 @@ class Registry:
         if not isinstance(name, str) or name not in self._classes:
             raise StudyError(
                 key or self.kind,
-                f"unknown {self.kind} {name!r}; accepted: {', '.join(sorted(self._classes))}",
+                f"unknown {self.kind} {name!r}{suggestion(name, self._classes)}; "
+                f"accepted: {', '.join(sorted(self._classes))}",
             )
         return self._classes[name]
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class StudyError(ValueError):
     """Bad input at the boundary: names the file, the key path, the bad value and what is accepted.
@@ -22,3 +25,12 @@ class StudyError(ValueError):
         """The same error, located in a file and/or under a parent key."""
         key = self.key if not prefix else (f"{prefix}.{self.key}" if self.key else prefix)
         return StudyError(key, self.message, source or self.source)
+
+
+def suggestion(given: object, accepted: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the accepted name closest to a mistyped ``given`` (difflib's
+    ratio ≥ 0.6), else ``""``: a typo in a study file is the commonest bad input."""
+    if not isinstance(given, str):
+        return ""
+    close = difflib.get_close_matches(given, list(accepted), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

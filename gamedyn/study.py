@@ -62,7 +62,7 @@ import yaml
 
 from . import diagnose, expect, lyapunov, memory, regularizers, spectra
 from .component import Component, Registry
-from .errors import StudyError
+from .errors import StudyError, suggestion
 from .games import GAMES
 from .init import LAYOUTS, start_points
 from .optim import OPTIMIZERS
@@ -196,7 +196,8 @@ def make_study(spec: Any, source: str | None = None) -> Study:
         raise StudyError("", f"expected a mapping of keys ({', '.join(KEYS)}), got {spec!r}")
     for key in spec:
         if key not in KEYS:
-            raise StudyError(str(key), f"unknown key; accepted: {', '.join(KEYS)}")
+            raise StudyError(str(key), f"unknown key{suggestion(key, KEYS)}; accepted: "
+                                       f"{', '.join(KEYS)}")
     parts = _parts(spec)
     for key in REQUIRED:
         for part, where in parts:

@@ -66,6 +66,23 @@ def test_each_error_names_its_key_value_and_what_is_accepted(changes, key, words
         assert w in text, (w, text)
 
 
+@pytest.mark.parametrize(("changes", "key", "meant"), [
+    ({"rules": ["simultaneus"]}, "rules[0]", "simultaneous"),
+    ({"game": "diracc"}, "game", "dirac"),
+    ({"optimizer": {"name": "adamm"}}, "optimizer.name", "adam"),
+    ({"stpes": 10}, "stpes", "steps"),
+    ({"game": {"name": "dirac", "los": "gan"}}, "game.los", "loss"),
+])
+def test_a_typo_is_answered_with_the_closest_accepted_name(changes, key, meant):
+    e = error(**changes)
+    assert e.key == key and f"(did you mean {meant!r}?)" in str(e), str(e)
+
+
+def test_a_name_like_none_accepted_gets_no_guess():
+    for changes in ({"game": "chess"}, {"colour": "red"}, {"rules": ["telepathy"]}):
+        assert "did you mean" not in str(error(**changes))
+
+
 def test_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: s\ngame: [dirac\n")
