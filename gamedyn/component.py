@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import torch
 
 from . import tree
-from .errors import StudyError, suggestion
+from .errors import StudyError, unknown
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
                dict: "a mapping", object: "a value"}
@@ -137,14 +137,10 @@ class Component:
     @classmethod
     def resolve(cls, given: Mapping[str, Any], where: str) -> dict[str, Any]:
         """Validate a mapping of parameter values and fill in defaults (no grid lists here)."""
-        unknown = sorted(set(given) - set(cls.params))
-        if unknown:
-            accepted = ", ".join(cls.params) or "no parameters"
-            raise StudyError(
-                f"{where}.{unknown[0]}",
-                f"unknown parameter of {cls.name!r}{suggestion(unknown[0], cls.params)}; "
-                f"accepted: {accepted}",
-            )
+        extra = sorted(set(given) - set(cls.params))
+        if extra:
+            raise unknown(f"{where}.{extra[0]}", f"parameter of {cls.name!r}", extra[0], cls.params,
+                          None if cls.params else "no parameters")
         out = {}
         for key, param in cls.params.items():
             out[key] = param.validate(f"{where}.{key}", given[key]) if key in given else param.default
@@ -212,11 +208,7 @@ class Registry:
     def get(self, name: Any, key: str = "") -> type[Component]:
         """The class registered under ``name``, or a StudyError listing the accepted names."""
         if not isinstance(name, str) or name not in self._classes:
-            raise StudyError(
-                key or self.kind,
-                f"unknown {self.kind} {name!r}{suggestion(name, self._classes)}; "
-                f"accepted: {', '.join(sorted(self._classes))}",
-            )
+            raise unknown(key or self.kind, f"{self.kind} {name!r}", name, sorted(self._classes))
         return self._classes[name]
 
     def names(self) -> list[str]:

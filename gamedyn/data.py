@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from . import plugins
-from .errors import StudyError
+from .errors import StudyError, unknown
 from .random import Streams
 
 Tensor = torch.Tensor
@@ -104,8 +104,7 @@ def validate(spec: Any, key: str) -> str | dict[str, Any]:
             if k == "mixture":
                 continue
             if k not in defaults:
-                raise StudyError(f"{key}.{k}", f"unknown key of a {spec['mixture']} mixture; accepted: "
-                                               f"{', '.join(defaults)}")
+                raise unknown(f"{key}.{k}", f"key of a {spec['mixture']} mixture", k, defaults)
             if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0 or \
                     (isinstance(defaults[k], int) and not isinstance(v, int)):
                 kind = "an integer" if isinstance(defaults[k], int) else "a number"

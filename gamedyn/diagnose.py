@@ -254,7 +254,7 @@ def oscillation(steps: np.ndarray, coords: np.ndarray, window: np.ndarray
 
 def validate_thresholds(given: Any, key: str = "diagnose") -> dict[str, float]:
     """A ``diagnose:`` mapping checked against :data:`BOUNDS`, defaults filled in."""
-    from .errors import StudyError
+    from .errors import StudyError, unknown
 
     if not isinstance(given, dict):
         raise StudyError(key, f"{given!r} is not accepted: expected a mapping of thresholds "
@@ -262,7 +262,7 @@ def validate_thresholds(given: Any, key: str = "diagnose") -> dict[str, float]:
     out = dict(DEFAULTS)
     for name, value in given.items():
         if name not in DEFAULTS:
-            raise StudyError(f"{key}.{name}", f"unknown threshold; accepted: {', '.join(DEFAULTS)}")
+            raise unknown(f"{key}.{name}", "threshold", name, DEFAULTS)
         low, strict, high = BOUNDS[name]
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         ok = ok and (value > low if strict else value >= low) and (high is None or value <= high)

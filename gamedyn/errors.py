@@ -34,3 +34,12 @@ def suggestion(given: object, accepted: Iterable[str]) -> str:
         return ""
     close = difflib.get_close_matches(given, list(accepted), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown(key: str, what: str, given: object, accepted: Iterable[str],
+            listed: str | None = None) -> StudyError:
+    """The error for a name none accepts: ``unknown {what}[ (did you mean 'x'?)]; accepted: …`` (the
+    accepted names, or ``listed`` where they read better described)."""
+    accepted = list(accepted)
+    return StudyError(key, f"unknown {what}{suggestion(given, accepted)}; accepted: "
+                           f"{listed or ', '.join(accepted)}")

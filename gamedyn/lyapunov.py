@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from . import tree
-from .errors import StudyError
+from .errors import StudyError, unknown
 from .games.base import Game, Params
 from .optim.base import Optimizer
 from .regularizers.base import Regularizer
@@ -89,7 +89,7 @@ def validate(given: Any, key: str = "lyapunov") -> dict[str, int] | str:
     out = dict(DEFAULTS)
     for name, value in given.items():
         if name not in DEFAULTS:
-            raise StudyError(f"{key}.{name}", f"unknown key; accepted: {', '.join(DEFAULTS)}")
+            raise unknown(f"{key}.{name}", "key", name, DEFAULTS)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise StudyError(f"{key}.{name}", f"{value!r} is not accepted: expected an integer >= 1")
         out[name] = value

@@ -60,7 +60,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from . import plugins, replay, torch_private
-from .errors import StudyError
+from .errors import StudyError, unknown
 from .random import Streams
 
 Tensor = torch.Tensor
@@ -75,7 +75,7 @@ def validate_spec(spec: Any, key: str) -> dict[str, Any]:
         raise StudyError(key, f"{spec!r} is not accepted: expected {ACCEPTED}")
     for k in spec:
         if k not in SPEC_KEYS:
-            raise StudyError(f"{key}.{k}", f"unknown key; accepted: {', '.join(SPEC_KEYS)}")
+            raise unknown(f"{key}.{k}", "key", k, SPEC_KEYS)
     for k in ("module", "class"):
         if not isinstance(spec.get(k), str) or not spec[k]:
             raise StudyError(f"{key}.{k}", f"{spec.get(k)!r} is not accepted: expected {ACCEPTED}")

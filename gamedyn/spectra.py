@@ -63,7 +63,7 @@ import pandas as pd
 import torch
 
 from . import arnoldi, tree
-from .errors import StudyError
+from .errors import StudyError, unknown
 from .games.base import Game, Params
 from .optim.base import Optimizer
 from .regularizers.base import Regularizer
@@ -321,7 +321,7 @@ def validate(given: Any, key: str = "spectra") -> dict[str, Any] | None:
                 raise StudyError(f"{key}.update_map",
                                  f"{value!r} is not accepted: expected true or false")
         else:
-            raise StudyError(f"{key}.{name}", f"unknown key; accepted: {', '.join(DEFAULTS)}")
+            raise unknown(f"{key}.{name}", "key", name, DEFAULTS)
         out[name] = value
     return out
 

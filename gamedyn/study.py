@@ -62,7 +62,7 @@ import yaml
 
 from . import diagnose, expect, lyapunov, memory, regularizers, spectra
 from .component import Component, Registry
-from .errors import StudyError, suggestion
+from .errors import StudyError, unknown
 from .games import GAMES
 from .init import LAYOUTS, start_points
 from .optim import OPTIMIZERS
@@ -196,8 +196,7 @@ def make_study(spec: Any, source: str | None = None) -> Study:
         raise StudyError("", f"expected a mapping of keys ({', '.join(KEYS)}), got {spec!r}")
     for key in spec:
         if key not in KEYS:
-            raise StudyError(str(key), f"unknown key{suggestion(key, KEYS)}; accepted: "
-                                       f"{', '.join(KEYS)}")
+            raise unknown(str(key), "key", key, KEYS)
     parts = _parts(spec)
     for key in REQUIRED:
         for part, where in parts:
@@ -563,9 +562,9 @@ def _init_alternatives(spec: Any, players: tuple[str, ...] = PLAYERS
             raise StudyError(key, f"{item!r} is not accepted: expected {KEYS['init']}")
         for k in item:
             if k not in ("dist", "scale", *players, *LAYOUTS):
-                raise StudyError(f"{key}.{k}", f"unknown key; accepted: dist, scale, "
-                                               f"{accepted_players(players)} (the game's "
-                                               f"players), grid, sobol")
+                raise unknown(f"{key}.{k}", "key", k, ("dist", "scale", *players, *LAYOUTS),
+                              f"dist, scale, {accepted_players(players)} (the game's players), "
+                              "grid, sobol")
         layouts = [k for k in LAYOUTS if k in item]
         if len(layouts) > 1:
             raise StudyError(f"{key}.{layouts[1]}", f"one of {' or '.join(LAYOUTS)} per init, not "

@@ -211,7 +211,8 @@ def test_the_key_is_validated_in_one_line_and_off_changes_nothing():
     for bad, where in [("maybe", r"^spectra: 'maybe' is not accepted: expected 'off'"),
                        ({"k": 0}, r"^spectra\.k: 0 is not accepted: expected an integer >= 1"),
                        ({"k": True}, r"^spectra\.k: True is not accepted"),
-                       ({"kk": 3}, r"^spectra\.kk: unknown key; accepted: k, update_map$"),
+                       ({"kk": 3}, r"^spectra\.kk: unknown key \(did you mean 'k'\?\); "
+                                   r"accepted: k, update_map$"),
                        ({"update_map": "yes"}, r"^spectra\.update_map: 'yes' is not accepted"),
                        (None, r"^spectra: None is not accepted")]:
         with pytest.raises(StudyError, match=where) as e:

@@ -72,6 +72,9 @@ def test_each_error_names_its_key_value_and_what_is_accepted(changes, key, words
     ({"optimizer": {"name": "adamm"}}, "optimizer.name", "adam"),
     ({"stpes": 10}, "stpes", "steps"),
     ({"game": {"name": "dirac", "los": "gan"}}, "game.los", "loss"),
+    ({"init": {"dist": "normal", "scael": 1.0}}, "init.scael", "scale"),
+    ({"figures": ["phase_plnae"]}, "figures[0]", "phase_plane"),
+    ({"diagnose": {"late_fractoin": 0.5}}, "diagnose.late_fractoin", "late_fraction"),
 ])
 def test_a_typo_is_answered_with_the_closest_accepted_name(changes, key, meant):
     e = error(**changes)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import StudyError
+from ..errors import unknown
 
 Figure = Callable[..., Path]
 
@@ -31,7 +31,7 @@ class FigureRegistry:
 
     def get(self, name: object, key: str = "figures") -> Figure:
         if not isinstance(name, str) or name not in self._fns:
-            raise StudyError(key, f"unknown figure {name!r}; accepted: {', '.join(self.names())}")
+            raise unknown(key, f"figure {name!r}", name, self.names())
         return self._fns[name]
 
     def names(self) -> list[str]:

@@ -13,7 +13,7 @@ from torch.func import functional_call, grad, vmap
 
 from .. import costs, data, fit, modules
 from ..component import Param
-from ..errors import StudyError
+from ..errors import StudyError, unknown
 from ..random import Streams
 from .base import GAMES, Params, SampleGame, Tensor
 
@@ -506,7 +506,7 @@ def _snapshots(spec: Any, eval_samples: int, key: str) -> dict[str, Any] | None:
         raise StudyError(key, f"{spec!r} is not accepted: expected {_SNAPSHOTS_ACCEPTED}{hint}")
     for k in spec:
         if k not in SNAPSHOT_KEYS:
-            raise StudyError(f"{key}.{k}", f"unknown key; accepted: {', '.join(SNAPSHOT_KEYS)}")
+            raise unknown(f"{key}.{k}", "key", k, SNAPSHOT_KEYS)
     steps = spec.get("steps")
     if not isinstance(steps, list) or not steps or not all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in steps):
