@@ -27,7 +27,7 @@ class StudyError(ValueError):
         return StudyError(key, self.message, source or self.source)
 
 
-def suggestion(given: object, accepted: Iterable[str]) -> str:
+def _suggestion(given: object, accepted: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the accepted name closest to a mistyped ``given`` (difflib's
     ratio ≥ 0.6), else ``""``: a typo in a study file is the commonest bad input."""
     if not isinstance(given, str):
@@ -41,5 +41,5 @@ def unknown(key: str, what: str, given: object, accepted: Iterable[str],
     """The error for a name none accepts: ``unknown {what}[ (did you mean 'x'?)]; accepted: …`` (the
     accepted names, or ``listed`` where they read better described)."""
     accepted = list(accepted)
-    return StudyError(key, f"unknown {what}{suggestion(given, accepted)}; accepted: "
+    return StudyError(key, f"unknown {what}{_suggestion(given, accepted)}; accepted: "
                            f"{listed or ', '.join(accepted)}")
