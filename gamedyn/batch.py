@@ -24,7 +24,7 @@ from .rules.context import FieldMemo
 from .study import Run, batch_key
 
 #: Records between checks for runs that all stopped (the batch then ends early).
-ALIVE_EVERY = 32
+ALIVE_EVERY = 64
 
 
 @dataclasses.dataclass

@@ -108,6 +108,32 @@ def test_compiled_records_written_through_a_stage(monkeypatch, stage):
     _same(eager, fused)
 
 
+def test_the_stage_holds_a_check_of_records_or_what_fits_its_bytes(monkeypatch):
+    """The stage holds ``STAGE_RECORDS`` records, fewer where they would take more than
+    ``STAGE_BYTES`` (so that it stays in cache at any width), and at least one chunk's records."""
+    from gamedyn import record
+
+    cls = GAMES.get("bilinear")
+    game = cls.build([cls.resolve({"dim": 2}, "g")] * 6, torch.float64)
+    params = {"gen": {"x": torch.full((6, 2), 0.5, dtype=torch.float64)},
+              "disc": {"y": torch.full((6, 2), 2.0, dtype=torch.float64)}}
+
+    def recorder() -> Recorder:
+        rec = Recorder(game, 6, steps=1000, record_every=1, blowup=10.0)
+        rec.record(0, params)
+        return rec
+
+    def calls(m: int) -> int:  # the calls of m records the stage takes from record 1 on
+        return len(recorder().slots(1, m, calls=1000))
+
+    one = len(recorder().variables) * 6 * 8                            # a record's bytes
+    assert calls(1) == record.STAGE_RECORDS == 64
+    monkeypatch.setattr(record, "STAGE_BYTES", 5 * one + one // 2)   # 5½ records' bytes
+    assert calls(1) == 5 and calls(2) == 2
+    monkeypatch.setattr(record, "STAGE_BYTES", one - 1)             # less than one record
+    assert calls(1) == 1 and calls(4) == 1
+
+
 def test_judgement_flags_nonfinite_values_and_blowups_eagerly_and_compiled():
     """``Recorder.judge`` on hand-made records of six bilinear runs: an infinite or NaN loss or
     gradient norm at finite parameters, a distance over the blow-up limit, and two sound runs; eagerly
