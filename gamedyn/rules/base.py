@@ -38,6 +38,15 @@ def count(counts: Counts, grad_evals: int | torch.Tensor = 0, hvps: int | torch.
     return {"grad_evals": add(counts["grad_evals"], grad_evals), "hvps": add(counts["hvps"], hvps)}
 
 
+def past_field_state(ctx: Context, params: Params) -> State:
+    """The initial state of a rule that steps with the previous field (``optimistic``,
+    ``past_extragradient``): its optimizers' states and ``prev`` = ξ(z_0), the field at the initial
+    point (never zeros: the first step is then a plain gradient step), one evaluation counted."""
+    prev = ctx.grad(params)  # first, as each rule did (a stochastic game draws here)
+    return {"opt": ctx.init_optimizers(params), "prev": prev,
+            "counts": count(zero_counts(params), grad_evals=1)}
+
+
 def _dispatching(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
     """``init`` or ``step`` of a rule that declares ``needs``: on a game without one of those
     players, the rule's ``fallback`` does the work instead."""

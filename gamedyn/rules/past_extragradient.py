@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..games.base import Params
-from .base import RULES, Rule, State, count, zero_counts
+from .base import RULES, Rule, State, count, past_field_state
 from .context import Context
 
 
@@ -36,9 +36,7 @@ class PastExtragradient(Rule):
     params = {}
 
     def init(self, ctx: Context, params: Params) -> State:
-        prev = ctx.grad(params)
-        return {"opt": ctx.init_optimizers(params), "prev": prev,
-                "counts": count(zero_counts(params), grad_evals=1)}
+        return past_field_state(ctx, params)
 
     def step(self, ctx: Context, params: Params, state: State) -> tuple[Params, State]:
         opt = state["opt"]
