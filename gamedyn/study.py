@@ -560,11 +560,12 @@ def _init_alternatives(spec: Any, players: tuple[str, ...] = PLAYERS
     for item, key in items:
         if not isinstance(item, dict):
             raise StudyError(key, f"{item!r} is not accepted: expected {KEYS['init']}")
+        accepted = ("dist", "scale", *players, *LAYOUTS)
         for k in item:
-            if k not in ("dist", "scale", *players, *LAYOUTS):
-                raise unknown(f"{key}.{k}", "key", k, ("dist", "scale", *players, *LAYOUTS),
+            if k not in accepted:
+                raise unknown(f"{key}.{k}", "key", k, accepted,
                               f"dist, scale, {accepted_players(players)} (the game's players), "
-                              "grid, sobol")
+                              f"{', '.join(LAYOUTS)}")
         layouts = [k for k in LAYOUTS if k in item]
         if len(layouts) > 1:
             raise StudyError(f"{key}.{layouts[1]}", f"one of {' or '.join(LAYOUTS)} per init, not "
