@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import functools
 import gc
 import os
 import subprocess
@@ -101,10 +102,16 @@ def fresh_heap() -> None:
     64 MB freed at the top of its heap and serves a large allocation from there when it fits, which
     let a 10,000-step loop's records (41 MB) land in memory written before while the 20,000-step
     loop's (82 MB) did not, and so doubled their difference."""
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
+    libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, looked up once (``find_library`` runs ``ldconfig``: not before each loop)."""
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name) if name else None
 
 
 def record_costs(R: int, S: int, every: int, choices: list[list[str] | None], repeat: int
