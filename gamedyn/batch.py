@@ -23,7 +23,8 @@ from .rules import RULES, Context
 from .rules.context import FieldMemo
 from .study import Run, batch_key
 
-#: Records between checks for runs that all stopped (the batch then ends early).
+#: Records between checks for runs that all stopped (the batch then ends early). Compiled chunks'
+#: stage holds as many (``record.STAGE_RECORDS``): change both together.
 ALIVE_EVERY = 64
 
 
